@@ -1,0 +1,19 @@
+"""rnnlab: populations of small recurrent networks, trained and measured together in JAX."""
+import jax as _jax
+
+# float64 must be available for the measures that need it (discrepancy, equivalence tests);
+# every array rnnlab makes names its dtype explicitly, float32 is the training default.
+_jax.config.update("jax_enable_x64", True)
+
+from .errors import ConfigError, RnnlabError, StoreError  # noqa: E402
+
+__version__ = "0.1.0"
+
+
+def discrepancy(*args, **kwargs):
+    """D(l, k) of Sterin et al.; see :func:`rnnlab.analysis.discrepancy.discrepancy`."""
+    from .analysis.discrepancy import discrepancy as _d
+    return _d(*args, **kwargs)
+
+
+__all__ = ["ConfigError", "RnnlabError", "StoreError", "discrepancy", "__version__"]

@@ -1,0 +1,70 @@
+"""What a cell is: a pure step function plus a description of its parameters.
+
+A cell is written for ONE model (no model axis): ``step(p, state, x) -> state``.
+The engine adds the model axis with ``jax.vmap``; the same step serves training,
+random sweeps, Jacobians and the discrepancy measure.
+
+Parameter shapes are written with symbolic axes so that padding masks can be
+derived for any cell without cell-specific code:
+  "gh" -> gates * hidden (gate blocks stacked like torch),  "h" -> hidden,
+  "in" -> input size.  Every parameter has a role: "w_in" (multiplies x),
+  "w_rec" (multiplies the state), or "bias".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import jax.numpy as jnp
+
+
+@dataclass(frozen=True)
+class Param:
+    axes: tuple[str, ...]   # e.g. ("gh", "in")
+    role: str               # "w_in" | "w_rec" | "bias"
+
+
+@dataclass(frozen=True)
+class Cell:
+    name: str
+    gates: int                              # number of stacked blocks in "gh"
+    params: dict[str, Param]                # with bias
+    step: Callable                          # step(p, state, x) -> state
+    state_mult: int = 1                     # state size = state_mult * hidden (LSTM: 2)
+    bias_params: tuple[str, ...] = ()       # names dropped when bias=False
+    reference: str = ""                     # paper / torch class it follows
+    parallel: Callable | None = None        # optional parallel-scan form over a whole sequence
+
+    def param_specs(self, bias: bool = True) -> dict[str, Param]:
+        return {k: v for k, v in self.params.items() if bias or k not in self.bias_params}
+
+    def shape(self, name: str, input_dim: int, hidden: int) -> tuple[int, ...]:
+        size = {"gh": self.gates * hidden, "h": hidden, "in": input_dim}
+        return tuple(size[a] for a in self.params[name].axes)
+
+    def shapes(self, input_dim: int, hidden: int, bias: bool = True) -> dict[str, tuple[int, ...]]:
+        return {k: self.shape(k, input_dim, hidden) for k in self.param_specs(bias)}
+
+    def n_params(self, input_dim: int, hidden: int, bias: bool = True) -> int:
+        total = 0
+        for shp in self.shapes(input_dim, hidden, bias).values():
+            n = 1
+            for s in shp:
+                n *= s
+            total += n
+        return total
+
+    def init_state(self, hidden: int, dtype) -> jnp.ndarray:
+        return jnp.zeros((self.state_mult * hidden,), dtype)
+
+    def hidden_of(self, state: jnp.ndarray, hidden: int) -> jnp.ndarray:
+        """The part of the state the readout sees (LSTM: h, not c)."""
+        return state[..., :hidden]
+
+
+def linear(p: dict, w: str, b: str | None, v: jnp.ndarray) -> jnp.ndarray:
+    """w @ v (+ b if the model has that bias)."""
+    out = p[w] @ v
+    if b is not None and b in p:
+        out = out + p[b]
+    return out

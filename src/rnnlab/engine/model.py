@@ -1,0 +1,210 @@
+"""A model = input (learned embedding or one-hot) -> cell -> linear readout at every step.
+
+Everything here is written for ONE model and ONE sequence; populations come from ``jax.vmap``
+over a leading model axis (see :mod:`rnnlab.engine.population`).
+
+Parameter tree of one model::
+
+    {"emb": [vocab, input_dim]            (only with a learned embedding),
+     "cell": {name: array} as the cell declares,
+     "out": {"W": [n_outputs, hidden], "b": [n_outputs]}}
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import jax
+import jax.numpy as jnp
+
+from .. import cells
+from ..cells import init as inits
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    cell: str = "gru"
+    vocab: int = 10
+    n_outputs: int = 2
+    embed: bool = True          # learned embedding (Mehta) or one-hot input (Sterin)
+    bias: bool = True           # cell biases
+    out_bias: bool = True       # readout bias
+    init: str = "torch"         # cells.init.SCHEMES
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        cells.get(self.cell)
+        inits.check_scheme(self.init)
+        if self.dtype not in ("float32", "float64"):
+            raise ConfigError(f"dtype: must be float32 or float64, got {self.dtype!r}")
+
+    @property
+    def jdtype(self):
+        return jnp.float64 if self.dtype == "float64" else jnp.float32
+
+    @property
+    def cell_def(self) -> cells.Cell:
+        return cells.get(self.cell)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def input_size(self, input_dim: int) -> int:
+        return input_dim if self.embed else self.vocab
+
+    def n_params(self, input_dim: int, hidden: int) -> int:
+        e = self.input_size(input_dim)
+        n = self.cell_def.n_params(e, hidden, self.bias)
+        n += self.n_outputs * hidden + (self.n_outputs if self.out_bias else 0)
+        if self.embed:
+            n += self.vocab * input_dim
+        return n
+
+
+def check_size(field: str, value) -> int:
+    try:
+        ok = int(value) == value and int(value) >= 1
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or isinstance(value, bool):
+        raise ConfigError(f"{field}: must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def param_axes(spec: ModelSpec) -> dict:
+    """Symbolic axes of every tensor (same tree as the parameters): drives padding and masks."""
+    cell = spec.cell_def
+    tree = {"cell": {k: p.axes for k, p in cell.param_specs(spec.bias).items()},
+            "out": {"W": ("out", "h")}}
+    if spec.out_bias:
+        tree["out"]["b"] = ("out",)
+    if spec.embed:
+        tree["emb"] = ("vocab", "in")
+    return tree
+
+
+def init_params(spec: ModelSpec, key, input_dim: int, hidden: int) -> dict:
+    """One model at its own sizes. Depends only on (key, sizes, spec)."""
+    cell, dt = spec.cell_def, spec.jdtype
+    e = spec.input_size(input_dim)
+    fan = {"in": e, "h": hidden}
+    p: dict = {"cell": {}, "out": {}}
+    for i, (name, prm) in enumerate(sorted(cell.param_specs(spec.bias).items())):
+        shape = cell.shape(name, e, hidden)
+        p["cell"][name] = inits.sample(jax.random.fold_in(key, i), shape, prm.role, spec.init,
+                                       fan[prm.axes[-1]] if prm.role != "bias" else hidden, hidden, dt)
+    p["out"]["W"] = inits.sample(jax.random.fold_in(key, 100), (spec.n_outputs, hidden), "out_w",
+                                 spec.init, hidden, hidden, dt)
+    if spec.out_bias:
+        p["out"]["b"] = inits.sample(jax.random.fold_in(key, 101), (spec.n_outputs,), "out_b",
+                                     spec.init, hidden, hidden, dt)
+    if spec.embed:
+        p["emb"] = inits.sample(jax.random.fold_in(key, 102), (spec.vocab, input_dim), "emb",
+                                spec.init, input_dim, hidden, dt)
+    return p
+
+
+def _axis_sizes(spec: ModelSpec, input_dim: int, hidden: int) -> dict:
+    return {"gh": spec.cell_def.gates * hidden, "h": hidden, "in": spec.input_size(input_dim),
+            "out": spec.n_outputs, "vocab": spec.vocab}
+
+
+def axis_mask(spec: ModelSpec, axis: str, input_dim: int, hidden: int, emax: int, hmax: int):
+    """1/0 vector along one symbolic axis at padded size: which entries belong to the model."""
+    dt = spec.jdtype
+    if axis == "h":
+        return (jnp.arange(hmax) < hidden).astype(dt)
+    if axis == "gh":
+        return jnp.tile((jnp.arange(hmax) < hidden).astype(dt), spec.cell_def.gates)
+    if axis == "in":
+        return (jnp.arange(spec.input_size(emax)) < spec.input_size(input_dim)).astype(dt)
+    n = _axis_sizes(spec, emax, hmax)[axis]
+    return jnp.ones((n,), dt)
+
+
+def mask_for(spec: ModelSpec, input_dim: int, hidden: int, emax: int, hmax: int) -> dict:
+    """Tree of 0/1 arrays at padded shapes (outer product of the per-axis masks)."""
+    def one(axes):
+        m = None
+        for a in axes:
+            v = axis_mask(spec, a, input_dim, hidden, emax, hmax)
+            m = v if m is None else m[..., None] * v
+        return m
+    return jax.tree_util.tree_map(one, param_axes(spec), is_leaf=lambda x: isinstance(x, tuple))
+
+
+def pad_params(spec: ModelSpec, p: dict, input_dim: int, hidden: int, emax: int, hmax: int) -> dict:
+    """Zero-pad one model's tensors to the population's (emax, hmax) layout. Gate blocks are
+    padded block by block so that block g of the padded tensor holds block g of the model."""
+    axes = param_axes(spec)
+    small = _axis_sizes(spec, input_dim, hidden)
+    big = _axis_sizes(spec, emax, hmax)
+    gates = spec.cell_def.gates
+
+    def pad(x, ax):
+        for d, a in enumerate(ax):
+            if small[a] == big[a]:
+                continue
+            if a == "gh":
+                blocks = jnp.split(x, gates, axis=d)
+                widths = [(0, 0)] * x.ndim
+                widths[d] = (0, hmax - hidden)
+                x = jnp.concatenate([jnp.pad(b, widths) for b in blocks], axis=d)
+            else:
+                widths = [(0, 0)] * x.ndim
+                widths[d] = (0, big[a] - small[a])
+                x = jnp.pad(x, widths)
+        return x
+    return jax.tree_util.tree_map(pad, p, axes, is_leaf=lambda x: isinstance(x, tuple))
+
+
+def unpad_params(spec: ModelSpec, p: dict, input_dim: int, hidden: int) -> dict:
+    """Inverse of :func:`pad_params` for one model (numpy or jax arrays)."""
+    axes = param_axes(spec)
+    small = _axis_sizes(spec, input_dim, hidden)
+    gates = spec.cell_def.gates
+
+    def cut(x, ax):
+        for d, a in enumerate(ax):
+            if a == "gh":
+                hmax = x.shape[d] // gates
+                idx = jnp.concatenate([jnp.arange(g * hmax, g * hmax + hidden) for g in range(gates)])
+                x = jnp.take(x, idx, axis=d)
+            else:
+                x = jnp.take(x, jnp.arange(small[a]), axis=d)
+        return x
+    return jax.tree_util.tree_map(cut, p, axes, is_leaf=lambda x: isinstance(x, tuple))
+
+
+def embed_inputs(spec: ModelSpec, p: dict, tokens: jnp.ndarray) -> jnp.ndarray:
+    if spec.embed:
+        return p["emb"][tokens]
+    return jax.nn.one_hot(tokens, spec.vocab, dtype=spec.jdtype)
+
+
+def run_states(spec: ModelSpec, p: dict, x: jnp.ndarray, length, hmax: int) -> jnp.ndarray:
+    """States [T, state] of one model on one input sequence x [T, in]; positions >= length keep
+    the last valid state (so the final row is the state after the whole sequence)."""
+    cell = spec.cell_def
+    s0 = cell.init_state(hmax, spec.jdtype)
+
+    def body(s, inp):
+        xt, t = inp
+        s_new = cell.step(p["cell"], s, xt)
+        s = jnp.where(t < length, s_new, s)
+        return s, s
+    _, states = jax.lax.scan(body, s0, (x, jnp.arange(x.shape[0])))
+    return states
+
+
+def readout(spec: ModelSpec, p: dict, h: jnp.ndarray) -> jnp.ndarray:
+    y = h @ p["out"]["W"].T
+    if spec.out_bias:
+        y = y + p["out"]["b"]
+    return y
+
+
+def forward(spec: ModelSpec, p: dict, tokens: jnp.ndarray, length, hmax: int):
+    """(outputs [T, n_outputs], states [T, state]) of one model on one token sequence."""
+    states = run_states(spec, p, embed_inputs(spec, p, tokens), length, hmax)
+    return readout(spec, p, spec.cell_def.hidden_of(states, hmax)), states

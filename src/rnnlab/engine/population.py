@@ -1,0 +1,153 @@
+"""Populations: M independent models of one cell stacked on a leading model axis.
+
+Models of different sizes share a population by zero-padding to the largest (input, hidden)
+and multiplying by a 0/1 mask inside the forward pass: padded entries then get exactly zero
+gradient and never move, so each model computes what it computes alone.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..errors import ConfigError
+from . import model as mdl
+from .model import ModelSpec
+
+
+@dataclass
+class Population:
+    spec: ModelSpec
+    input_dims: np.ndarray      # [M] int
+    hiddens: np.ndarray         # [M] int
+    seeds: np.ndarray           # [M] int: each model's own seed (init and batch order)
+    params: dict                # padded, leading axis M
+    mask: dict                  # 0/1, same shapes as params
+
+    @property
+    def size(self) -> int:
+        return len(self.seeds)
+
+    @property
+    def emax(self) -> int:
+        return int(self.input_dims.max())
+
+    @property
+    def hmax(self) -> int:
+        return int(self.hiddens.max())
+
+    def model_params(self, i: int, params: dict | None = None) -> dict:
+        """Model i's parameters at its own sizes (numpy)."""
+        p = jax.tree_util.tree_map(lambda a: a[i], self.params if params is None else params)
+        p = mdl.unpad_params(self.spec, p, int(self.input_dims[i]), int(self.hiddens[i]))
+        return jax.tree_util.tree_map(np.asarray, p)
+
+    def n_params(self) -> np.ndarray:
+        return np.array([self.spec.n_params(int(e), int(h))
+                         for e, h in zip(self.input_dims, self.hiddens)])
+
+
+def _broadcast(name, v, m):
+    a = np.asarray(v).reshape(-1)
+    if a.size == 1:
+        a = np.repeat(a, m)
+    if a.size != m:
+        raise ConfigError(f"{name}: expected 1 or {m} values, got {a.size}")
+    return a
+
+
+def make_population(spec: ModelSpec, input_dims, hiddens, seeds) -> Population:
+    """Initialise a population. input_dims / hiddens: one value or one per model; seeds: one
+    per model (their count is M). Models are initialised per (input, hidden) group with vmap
+    and padded; a model's parameters depend only on its seed and sizes."""
+    seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
+    m = len(seeds)
+    if m < 1:
+        raise ConfigError("inits: a population needs at least one model")
+    e = _broadcast("input", input_dims, m).astype(np.int64)
+    h = _broadcast("hidden", hiddens, m).astype(np.int64)
+    for name, arr in (("input", e), ("hidden", h)):
+        for v in arr:
+            mdl.check_size(name, v)
+    if not spec.embed:
+        e = np.full(m, spec.vocab)
+    emax, hmax = int(e.max()), int(h.max())
+
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, (ei, hi) in enumerate(zip(e, h)):
+        groups.setdefault((int(ei), int(hi)), []).append(i)
+
+    parts, masks, order = [], [], []
+    for (ei, hi), idx in groups.items():
+        keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds[idx]))
+        p = jax.vmap(lambda k: mdl.init_params(spec, k, ei, hi))(keys)
+        p = jax.vmap(lambda q: mdl.pad_params(spec, q, ei, hi, emax, hmax))(p)
+        mk = mdl.mask_for(spec, ei, hi, emax, hmax)
+        mk = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (len(idx),) + a.shape), mk)
+        parts.append(p)
+        masks.append(mk)
+        order.extend(idx)
+    inv = np.argsort(np.asarray(order))
+    cat = lambda *xs: jnp.concatenate(xs)[inv]  # noqa: E731
+    params = jax.tree_util.tree_map(cat, *parts)
+    mask = jax.tree_util.tree_map(cat, *masks)
+    return Population(spec, e, h, seeds, params, mask)
+
+
+def apply_mask(params, mask):
+    return jax.tree_util.tree_map(lambda p, m: p * m, params, mask)
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def sequence_loss(spec: ModelSpec, loss: str, p, tokens, length, targets, tmask, accept, hmax):
+    """(loss, n_correct, n_counted) of one model on one sequence. xent: softmax cross-entropy
+    summed over the masked positions; sse: squared error between the linear outputs and the
+    one-hot target, summed over masked positions (Sterin et al.'s code)."""
+    out, _ = mdl.forward(spec, p, tokens, length, hmax)
+    if loss == "xent":
+        logp = jax.nn.log_softmax(out, axis=-1)
+        per = -jnp.take_along_axis(logp, targets[:, None], axis=-1)[:, 0]
+    elif loss == "sse":
+        onehot = jax.nn.one_hot(targets, out.shape[-1], dtype=out.dtype)
+        per = jnp.sum((out - onehot) ** 2, axis=-1)
+    else:
+        raise ConfigError(f"loss: unknown loss {loss!r}; known: xent, sse")
+    pred = jnp.argmax(out, axis=-1)
+    ok = jnp.take_along_axis(accept, pred[:, None], axis=-1)[:, 0]
+    return jnp.sum(per * tmask), jnp.sum(ok * tmask), jnp.sum(tmask)
+
+
+def batch_loss(spec, loss, p, mask, hmax, tokens, lengths, targets, tmask, accept, weights):
+    """Mean over the batch (weighted: padding rows have weight 0) of the per-sequence loss.
+    One model; p is unmasked, the mask is applied here so padded entries get zero gradient."""
+    pm = apply_mask(p, mask)
+    f = partial(sequence_loss, spec, loss, pm, hmax=hmax)
+    per, correct, count = jax.vmap(f)(tokens, lengths, targets, tmask, accept)
+    wsum = jnp.maximum(jnp.sum(weights), 1.0)
+    return jnp.sum(per * weights) / wsum, (jnp.sum(correct * weights), jnp.sum(count * weights))
+
+
+@partial(jax.jit, static_argnames=("spec", "loss", "hmax", "chunk"))
+def evaluate(spec, loss, hmax, params, mask, data, chunk: int = 0):
+    """Per-model (mean loss, accuracy) on a whole data set. data: dict of device arrays
+    (tokens, lengths, targets, target_mask, accept). Accuracy = fraction of counted positions
+    whose argmax output is accepted."""
+    def one(p, m):
+        pm = apply_mask(p, m)
+        f = partial(sequence_loss, spec, loss, pm, hmax=hmax)
+        per, correct, count = jax.vmap(f)(data["tokens"], data["lengths"], data["targets"],
+                                          data["target_mask"], data["accept"])
+        return jnp.mean(per), jnp.sum(correct) / jnp.maximum(jnp.sum(count), 1.0)
+    return jax.vmap(one)(params, mask)
+
+
+def final_states(spec: ModelSpec, p, tokens, lengths, hmax):
+    """States [N, T, state] of one model over a batch of sequences (for analyses)."""
+    def one(tok, ln):
+        return mdl.run_states(spec, p, mdl.embed_inputs(spec, p, tok), ln, hmax)
+    return jax.vmap(one)(tokens, lengths)

@@ -1,0 +1,225 @@
+"""Train a population: every model has its own batch order, optimizer state, learning rate,
+schedule, stopping and best checkpoint. A model that stops, or whose loss/gradients turn
+non-finite, is frozen (and a diverged one recorded with its epoch); the others go on.
+
+One compiled function runs a whole epoch for the whole population (``lax.scan`` over batches,
+``vmap`` over models); the per-epoch bookkeeping (schedule, stopping, curves) is NumPy on [M].
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pandas as pd
+
+from ..progress import progress_bar
+from .population import Population, apply_mask, batch_loss, evaluate
+from .protocols import Protocol
+
+DATA_KEYS = ("tokens", "lengths", "targets", "target_mask", "accept")
+
+
+def device_data(task_data, dtype) -> dict:
+    """TaskData -> dict of device arrays used by the compiled functions."""
+    return {"tokens": jnp.asarray(task_data.tokens, jnp.int32),
+            "lengths": jnp.asarray(task_data.lengths, jnp.int32),
+            "targets": jnp.asarray(task_data.targets, jnp.int32),
+            "target_mask": jnp.asarray(task_data.target_mask, dtype),
+            "accept": jnp.asarray(task_data.accept, dtype)}
+
+
+def _tree_where(c, a, b):
+    """Per-model select: c [M] bool, a and b trees with leading axis M."""
+    return jax.tree_util.tree_map(
+        lambda x, y: jnp.where(c.reshape((-1,) + (1,) * (x.ndim - 1)), x, y), a, b)
+
+
+def _all_finite(tree):
+    leaves = jax.tree_util.tree_leaves(tree)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+@partial(jax.jit, static_argnames=("spec", "protocol", "hmax", "n_batches"))
+def train_epoch(spec, protocol: Protocol, hmax: int, n_batches: int,
+                params, opt_state, mask, lr, active, keys, epoch, data):
+    """One epoch for all models. Returns (params, opt_state, alive, mean_loss, train_acc)."""
+    n = data["tokens"].shape[0]
+    b = protocol.batch_size
+    total = n_batches * b
+
+    def order(k):
+        idx = jax.random.permutation(jax.random.fold_in(k, epoch), n) if protocol.shuffle else jnp.arange(n)
+        idx = jnp.concatenate([idx, jnp.zeros((total - n,), idx.dtype)])
+        return idx.reshape(n_batches, b)
+    idx = jax.vmap(order)(keys).transpose(1, 0, 2)                       # [nb, M, B]
+    w = (jnp.arange(total) < n).astype(lr.dtype).reshape(n_batches, b)  # [nb, B]
+
+    adam = optax.scale_by_adam()
+    lossf = partial(batch_loss, spec, protocol.loss)
+
+    def one_model(p, o, m, ix, wt, lr_m):
+        sel = {k: data[k][ix] for k in DATA_KEYS}
+        (loss, (corr, cnt)), g = jax.value_and_grad(lossf, has_aux=True)(
+            p, m, hmax, sel["tokens"], sel["lengths"], sel["targets"], sel["target_mask"],
+            sel["accept"], wt)
+        if protocol.optimizer == "adam":
+            upd, o2 = adam.update(g, o)
+        else:
+            upd, o2 = g, o
+        p2 = jax.tree_util.tree_map(lambda a, u: a - lr_m * u, p, upd)
+        finite = jnp.isfinite(loss) & _all_finite(g) & _all_finite(p2)
+        return p2, o2, loss, corr, cnt, finite
+
+    def step(carry, inp):
+        params, opt_state, alive, lsum, csum, nsum = carry
+        ix, wt = inp
+        p2, o2, loss, corr, cnt, finite = jax.vmap(one_model, in_axes=(0, 0, 0, 0, None, 0))(
+            params, opt_state, mask, ix, wt, lr)
+        ok = alive & finite
+        params = _tree_where(ok, p2, params)
+        opt_state = _tree_where(ok, o2, opt_state)
+        wsum = jnp.sum(wt)
+        lsum = lsum + jnp.where(ok, loss * wsum, 0.0)
+        csum = csum + jnp.where(ok, corr, 0.0)
+        nsum = nsum + jnp.where(ok, cnt, 0.0)
+        return (params, opt_state, ok, lsum, csum, nsum), None
+
+    zeros = jnp.zeros_like(lr)
+    (params, opt_state, alive, lsum, csum, nsum), _ = jax.lax.scan(
+        step, (params, opt_state, active, zeros, zeros, zeros), (idx, w))
+    return params, opt_state, alive, lsum / n, csum / jnp.maximum(nsum, 1.0)
+
+
+def init_opt_state(protocol: Protocol, params):
+    if protocol.optimizer == "adam":
+        return jax.vmap(optax.scale_by_adam().init)(params)
+    return optax.EmptyState()
+
+
+@dataclass
+class TrainResult:
+    population: Population              # params = final parameters
+    best_params: dict                   # padded, [M, ...], the best-val-acc checkpoint
+    curves: pd.DataFrame                # one row per (model, epoch)
+    summary: pd.DataFrame               # one row per model
+    snapshots: list = field(default_factory=list)  # per-epoch params (numpy trees), epoch 0 = init
+    wall_s: float = 0.0
+
+
+def train(pop: Population, protocol: Protocol, data: dict, *, lr=None, snapshots: bool = False,
+          progress: bool | str = True, max_epochs: int | None = None) -> TrainResult:
+    """Train every model of `pop` with `protocol` on data["train"], validating on data["val"]
+    (and measuring data["test"] if given). lr: one value or one per model (default protocol.lr)."""
+    t0 = time.perf_counter()
+    spec = pop.spec
+    dt = spec.jdtype
+    m = pop.size
+    max_epochs = int(max_epochs or protocol.max_epochs)
+    dev = {k: device_data(v, dt) for k, v in data.items()}
+    n_train = len(data["train"])
+    n_batches = -(-n_train // protocol.batch_size)
+    keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(pop.seeds))
+    keys = jax.vmap(lambda k: jax.random.fold_in(k, 7))(keys)   # batch-order stream != init stream
+
+    lr_np = np.broadcast_to(np.asarray(protocol.lr if lr is None else lr, dtype=np.float64), (m,)).copy()
+    params = pop.params
+    best = params
+    opt_state = init_opt_state(protocol, params)
+    active = np.ones(m, bool)
+    status = np.array(["running"] * m, dtype=object)
+    diverged_epoch = np.full(m, -1)
+    best_val = np.full(m, -np.inf)
+    best_epoch = np.zeros(m, int)
+    best_test = np.full(m, np.nan)
+    since_best = np.zeros(m, int)
+    prev_val = np.full(m, np.nan)
+    prev_loss = np.full(m, np.nan)
+    epochs_run = np.zeros(m, int)
+    rows = []
+    snaps = [jax.tree_util.tree_map(np.asarray, params)] if snapshots else []
+
+    def measure(split, p):
+        loss, acc = evaluate(spec, protocol.loss, pop.hmax, p, pop.mask, dev[split])
+        return np.asarray(loss), np.asarray(acc)
+
+    val_loss0, val_acc0 = measure("val", params)
+    for i in range(m):
+        rows.append((i, 0, np.nan, np.nan, val_loss0[i], val_acc0[i], np.nan, lr_np[i], True))
+
+    bar = progress_bar(range(1, max_epochs + 1), desc=progress if isinstance(progress, str) else f"train {spec.cell}",
+                       disable=not progress, unit="epoch")
+    for epoch in bar:
+        if not active.any():
+            break
+        was_active = active.copy()
+        params, opt_state, alive, tr_loss, tr_acc = train_epoch(
+            spec, protocol, pop.hmax, n_batches, params, opt_state, pop.mask,
+            jnp.asarray(lr_np, dt), jnp.asarray(active), keys, epoch, dev["train"])
+        alive = np.asarray(alive)
+        tr_loss, tr_acc = np.asarray(tr_loss), np.asarray(tr_acc)
+        newly_div = was_active & ~alive
+        diverged_epoch[newly_div] = epoch
+        status[newly_div] = "diverged"
+        active = alive
+        epochs_run[was_active] = epoch
+        val_loss, val_acc = measure("val", params)
+        test_acc = measure("test", params)[1] if "test" in dev else np.full(m, np.nan)
+
+        improved = active & (val_acc > best_val)
+        best = _tree_where(jnp.asarray(improved), params, best)
+        best_val = np.where(improved, val_acc, best_val)
+        best_epoch = np.where(improved, epoch, best_epoch)
+        best_test = np.where(improved, test_acc, best_test)
+        since_best = np.where(improved, 0, since_best + 1)
+
+        for i in np.flatnonzero(was_active):
+            rows.append((i, epoch, tr_loss[i], tr_acc[i], val_loss[i], val_acc[i], test_acc[i],
+                         lr_np[i], bool(active[i])))
+
+        # schedule, then stopping, for the models still running
+        if protocol.halve_on == "val_acc_drop":
+            halve = active & (val_acc < prev_val)
+        elif protocol.halve_on == "train_loss_rise":
+            halve = active & (tr_loss > prev_loss)
+        else:
+            halve = np.zeros(m, bool)
+        lr_np = np.where(halve, lr_np / 2.0, lr_np)
+        stop = np.zeros(m, bool)
+        if protocol.patience is not None:
+            s = active & (since_best >= protocol.patience)
+            status[s & ~stop] = "patience"
+            stop |= s
+        s = active & (lr_np < protocol.min_lr) & ~stop
+        status[s] = "min_lr"
+        stop |= s
+        if protocol.tol is not None:
+            s = active & (np.abs(tr_loss - prev_loss) < protocol.tol) & ~stop
+            status[s] = "converged"
+            stop |= s
+        active = active & ~stop
+        prev_val = np.where(was_active, val_acc, prev_val)
+        prev_loss = np.where(was_active, tr_loss, prev_loss)
+        if snapshots:
+            snaps.append(jax.tree_util.tree_map(np.asarray, params))
+        if hasattr(bar, "set_postfix"):
+            bar.set_postfix(running=int(active.sum()), best=f"{np.nanmax(best_val):.3f}")
+    status[active] = "max_epochs"
+    # a model that never improved keeps its initial parameters as "best"
+    never = best_val == -np.inf
+    best_val = np.where(never, val_acc0, best_val)
+
+    curves = pd.DataFrame(rows, columns=["model", "epoch", "loss", "train_acc", "val_loss",
+                                         "val_acc", "test_acc", "lr", "active"])
+    summary = pd.DataFrame({
+        "model": np.arange(m), "seed": pop.seeds, "cell": spec.cell, "input": pop.input_dims,
+        "hidden": pop.hiddens, "n_params": pop.n_params(), "best_val_acc": best_val,
+        "best_epoch": best_epoch, "test_acc": best_test, "epochs": epochs_run,
+        "status": status.astype(str), "diverged_epoch": diverged_epoch,
+    })
+    final = Population(spec, pop.input_dims, pop.hiddens, pop.seeds, params, pop.mask)
+    return TrainResult(final, best, curves, summary, snaps, time.perf_counter() - t0)
