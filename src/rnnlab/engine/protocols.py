@@ -19,6 +19,7 @@ class Protocol:
     min_lr: float = 1e-6             # stop when lr falls below
     tol: float | None = None         # stop when |change of mean train loss| < tol
     shuffle: bool = True             # reshuffle each model's batch order every epoch
+    max_loss: float = 1e6            # a batch loss above this (or non-finite) marks "diverged"
 
     def __post_init__(self):
         if self.optimizer not in ("adam", "sgd"):

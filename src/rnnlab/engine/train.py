@@ -72,7 +72,7 @@ def train_epoch(spec, protocol: Protocol, hmax: int, n_batches: int,
         else:
             upd, o2 = g, o
         p2 = jax.tree_util.tree_map(lambda a, u: a - lr_m * u, p, upd)
-        finite = jnp.isfinite(loss) & _all_finite(g) & _all_finite(p2)
+        finite = jnp.isfinite(loss) & (loss < protocol.max_loss) & _all_finite(g) & _all_finite(p2)
         return p2, o2, loss, corr, cnt, finite
 
     def step(carry, inp):

@@ -1,0 +1,102 @@
+"""A model trained inside a population equals the same model trained alone; padding is exact;
+divergence is contained; both protocols run."""
+import jax
+import numpy as np
+import pytest
+
+import rnnlab  # noqa: F401
+from rnnlab import tasks
+from rnnlab.engine.model import ModelSpec
+from rnnlab.engine.population import make_population
+from rnnlab.engine.protocols import MEHTA, STERIN
+from rnnlab.engine.train import train
+
+
+@pytest.fixture(scope="module")
+def first_small():
+    return tasks.splits("first", 0, {"train": 256, "val": 128, "test": 128})
+
+
+def _leaves(tree):
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
+
+
+def test_model_in_population_of_64_equals_model_alone(first_small):
+    spec = ModelSpec(cell="gru", dtype="float64")
+    seeds = np.arange(100, 164)
+    prot = MEHTA.with_(patience=None)
+    big = train(make_population(spec, 4, 4, seeds), prot, first_small, max_epochs=3, progress=False)
+    worst = 0.0
+    for i in (0, 17, 63):
+        solo = train(make_population(spec, 4, 4, seeds[i:i + 1]), prot, first_small, max_epochs=3,
+                     progress=False)
+        a = big.population.model_params(i)
+        b = solo.population.model_params(0)
+        for x, y in zip(_leaves(a), _leaves(b)):
+            worst = max(worst, float(np.max(np.abs(x - y))))
+        np.testing.assert_allclose(big.curves.query("model == @i").val_acc.to_numpy(),
+                                   solo.curves.val_acc.to_numpy(), rtol=0, atol=1e-12)
+    assert worst <= 1e-12, worst
+
+
+@pytest.mark.parametrize("cell", ["rnn-sigmoid", "lstm"])   # sigmoid: padded units sit at 0.5; lstm: 2-part state
+def test_padded_population_of_mixed_sizes_equals_each_model_alone(cell, first_small):
+    spec = ModelSpec(cell=cell, dtype="float64")
+    sizes = [(2, 2), (5, 4), (3, 6)]
+    e = [s[0] for s in sizes]
+    h = [s[1] for s in sizes]
+    seeds = [11, 12, 13]
+    mixed = train(make_population(spec, e, h, seeds), MEHTA, first_small, max_epochs=2, progress=False)
+    for i, (ei, hi) in enumerate(sizes):
+        solo = train(make_population(spec, ei, hi, seeds[i:i + 1]), MEHTA, first_small, max_epochs=2,
+                     progress=False)
+        for x, y in zip(_leaves(mixed.population.model_params(i)), _leaves(solo.population.model_params(0))):
+            assert x.shape == y.shape
+            np.testing.assert_allclose(x, y, rtol=0, atol=1e-12)
+    # padded entries never moved away from zero
+    for p, m in zip(_leaves(mixed.population.params), _leaves(mixed.population.mask)):
+        assert np.all(p[m == 0] == 0)
+
+
+def test_diverging_models_are_frozen_and_others_unaffected(first_small):
+    spec = ModelSpec(cell="rnn-tanh", dtype="float64")
+    seeds = np.arange(6)
+    prot = MEHTA.with_(patience=None, halve_on="none")
+    lr = np.array([1e-2, 1e-2, 1e300, 1e-2, 1e300, 1e-2])
+    res = train(make_population(spec, 4, 4, seeds), prot, first_small, lr=lr, max_epochs=3, progress=False)
+    s = res.summary
+    assert list(s.status[lr > 1]) == ["diverged", "diverged"]
+    assert (s.diverged_epoch[lr > 1] == 1).all()
+    assert (s.status[lr < 1] == "max_epochs").all()
+    good = np.flatnonzero(lr < 1)
+    clean = train(make_population(spec, 4, 4, seeds[good]), prot, first_small, lr=lr[good], max_epochs=3,
+                  progress=False)
+    for j, i in enumerate(good):
+        for x, y in zip(_leaves(res.population.model_params(i)), _leaves(clean.population.model_params(j))):
+            np.testing.assert_allclose(x, y, rtol=0, atol=1e-12)
+    for i in np.flatnonzero(lr > 1):   # a diverged model keeps finite (last good) parameters
+        assert all(np.isfinite(x).all() for x in _leaves(res.population.model_params(i)))
+
+
+def test_mehta_protocol_stops_on_patience_and_keeps_best(first_small):
+    spec = ModelSpec(cell="gru")
+    res = train(make_population(spec, 2, 2, [1, 2, 3]), MEHTA, first_small, max_epochs=40, progress=False)
+    for _, row in res.summary.iterrows():
+        c = res.curves.query("model == @row.model and epoch > 0")
+        assert row.best_val_acc == pytest.approx(c.val_acc.max())
+        if row.status == "patience":
+            assert len(c) - int(c.val_acc.to_numpy().argmax()) - 1 == MEHTA.patience
+    # lr halves exactly when val acc dropped
+    c = res.curves.query("model == 0 and epoch > 0").reset_index()
+    for t in range(1, len(c)):
+        dropped = c.val_acc[t - 1] < (c.val_acc[t - 2] if t >= 2 else -1)
+        assert c.lr[t] == pytest.approx(c.lr[t - 1] / (2 if dropped else 1))
+
+
+def test_sterin_protocol_on_reber_runs_and_learns():
+    data = tasks.splits("reber", 0, {"train": 60, "val": 60})
+    spec = ModelSpec(cell="rnn-sigmoid", vocab=7, n_outputs=7, embed=False, out_bias=False, init="normal")
+    res = train(make_population(spec, 7, 5, [0, 1]), STERIN.with_(lr=0.05), data, max_epochs=15, progress=False)
+    c = res.curves.query("epoch > 0")
+    first, last = c.groupby("model").loss.first(), c.groupby("model").loss.last()
+    assert (last < first).all()
