@@ -62,9 +62,22 @@ class Cell:
         return state[..., :hidden]
 
 
+def matvec(w: jnp.ndarray, v: jnp.ndarray) -> jnp.ndarray:
+    """w @ v written as multiply-and-sum. Under vmap over models and sequences this becomes one
+    fused elementwise loop instead of thousands of tiny batched matrix products, which is what
+    makes populations of small cells fast on a CPU (see benchmarks/)."""
+    if _MODE == "dot":
+        return w @ v
+    return jnp.sum(w * v, axis=-1)
+
+
+import os as _os
+_MODE = _os.environ.get("RNNLAB_MATVEC", "dot")
+
+
 def linear(p: dict, w: str, b: str | None, v: jnp.ndarray) -> jnp.ndarray:
     """w @ v (+ b if the model has that bias)."""
-    out = p[w] @ v
+    out = matvec(p[w], v)
     if b is not None and b in p:
         out = out + p[b]
     return out

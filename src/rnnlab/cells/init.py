@@ -11,6 +11,10 @@ sits in, so a model padded into a population starts exactly where it starts alon
 """
 from __future__ import annotations
 
+import math
+
+import numpy as np
+
 import jax
 import jax.numpy as jnp
 
@@ -25,24 +29,40 @@ def check_scheme(name: str) -> str:
     return name
 
 
-def sample(key, shape, role: str, scheme: str, fan_in: int, hidden: int, dtype) -> jnp.ndarray:
-    """One tensor of a cell or readout under `scheme`. role: 'w_in' | 'w_rec' | 'bias' | 'emb' |
-    'out_w' | 'out_b'."""
+def rule(role: str, scheme: str, fan_in: int, hidden: int) -> tuple[str, float]:
+    """The distribution of one tensor: ("uniform", bound) | ("normal", std) | ("zeros", 0).
+    role: 'w_in' | 'w_rec' | 'bias' | 'emb' | 'out_w' | 'out_b'. Both samplers below use it."""
     if role == "emb":                       # nn.Embedding: N(0, 1) in every scheme
-        return jax.random.normal(key, shape, dtype)
+        return "normal", 1.0
     if scheme == "torch":
         if role in ("out_w", "out_b"):      # nn.Linear default
-            bound = 1.0 / jnp.sqrt(fan_in)
-        else:                               # nn.RNN / GRU / LSTM default
-            bound = 1.0 / jnp.sqrt(hidden)
-        return jax.random.uniform(key, shape, dtype, -bound, bound)
+            return "uniform", 1.0 / math.sqrt(fan_in)
+        return "uniform", 1.0 / math.sqrt(hidden)   # nn.RNN / GRU / LSTM default
+    check_scheme(scheme)
     if role in ("bias", "out_b"):
-        return jnp.zeros(shape, dtype)
+        return "zeros", 0.0
     if scheme == "normal":
-        return jax.random.normal(key, shape, dtype)
+        return "normal", 1.0
     if scheme == "xavier":
-        return jax.random.normal(key, shape, dtype) / jnp.sqrt(fan_in)
-    if scheme == "uniform":
-        bound = 1.0 / jnp.sqrt(fan_in)
-        return jax.random.uniform(key, shape, dtype, -bound, bound)
-    raise ConfigError(f"init: unknown init scheme {scheme!r}; known: {', '.join(SCHEMES)}")
+        return "normal", 1.0 / math.sqrt(fan_in)
+    return "uniform", 1.0 / math.sqrt(fan_in)
+
+
+def sample(key, shape, role: str, scheme: str, fan_in: int, hidden: int, dtype) -> jnp.ndarray:
+    """One tensor drawn with jax.random (for draws inside compiled code, e.g. random sweeps)."""
+    kind, a = rule(role, scheme, fan_in, hidden)
+    if kind == "normal":
+        return a * jax.random.normal(key, shape, dtype)
+    if kind == "uniform":
+        return jax.random.uniform(key, shape, dtype, -a, a)
+    return jnp.zeros(shape, dtype)
+
+
+def sample_np(rng: np.random.Generator, shape, role: str, scheme: str, fan_in: int, hidden: int) -> np.ndarray:
+    """One tensor drawn with NumPy in float64 (population initialisation: no compilation)."""
+    kind, a = rule(role, scheme, fan_in, hidden)
+    if kind == "normal":
+        return a * rng.standard_normal(shape)
+    if kind == "uniform":
+        return rng.uniform(-a, a, shape)
+    return np.zeros(shape)

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .. import cells
 from ..cells import init as inits
@@ -104,6 +105,26 @@ def init_params(spec: ModelSpec, key, input_dim: int, hidden: int) -> dict:
     return p
 
 
+def init_params_np(spec: ModelSpec, seed: int, input_dim: int, hidden: int) -> dict:
+    """One model at its own sizes, drawn with NumPy (float64, cast later): what populations use.
+    Tensor j of model `seed` comes from the stream default_rng([seed, j]); nothing depends on
+    the population the model sits in."""
+    cell = spec.cell_def
+    e = spec.input_size(input_dim)
+    fan = {"in": e, "h": hidden}
+    rng = lambda j: np.random.default_rng([int(seed), j])  # noqa: E731
+    p: dict = {"cell": {}, "out": {}}
+    for i, (name, prm) in enumerate(sorted(cell.param_specs(spec.bias).items())):
+        p["cell"][name] = inits.sample_np(rng(i), cell.shape(name, e, hidden), prm.role, spec.init,
+                                          fan[prm.axes[-1]] if prm.role != "bias" else hidden, hidden)
+    p["out"]["W"] = inits.sample_np(rng(100), (spec.n_outputs, hidden), "out_w", spec.init, hidden, hidden)
+    if spec.out_bias:
+        p["out"]["b"] = inits.sample_np(rng(101), (spec.n_outputs,), "out_b", spec.init, hidden, hidden)
+    if spec.embed:
+        p["emb"] = inits.sample_np(rng(102), (spec.vocab, input_dim), "emb", spec.init, input_dim, hidden)
+    return p
+
+
 def _axis_sizes(spec: ModelSpec, input_dim: int, hidden: int) -> dict:
     return {"gh": spec.cell_def.gates * hidden, "h": hidden, "in": spec.input_size(input_dim),
             "out": spec.n_outputs, "vocab": spec.vocab}
@@ -111,19 +132,18 @@ def _axis_sizes(spec: ModelSpec, input_dim: int, hidden: int) -> dict:
 
 def axis_mask(spec: ModelSpec, axis: str, input_dim: int, hidden: int, emax: int, hmax: int):
     """1/0 vector along one symbolic axis at padded size: which entries belong to the model."""
-    dt = spec.jdtype
     if axis == "h":
-        return (jnp.arange(hmax) < hidden).astype(dt)
+        return (np.arange(hmax) < hidden).astype(np.float64)
     if axis == "gh":
-        return jnp.tile((jnp.arange(hmax) < hidden).astype(dt), spec.cell_def.gates)
+        return np.tile((np.arange(hmax) < hidden).astype(np.float64), spec.cell_def.gates)
     if axis == "in":
-        return (jnp.arange(spec.input_size(emax)) < spec.input_size(input_dim)).astype(dt)
+        return (np.arange(spec.input_size(emax)) < spec.input_size(input_dim)).astype(np.float64)
     n = _axis_sizes(spec, emax, hmax)[axis]
-    return jnp.ones((n,), dt)
+    return np.ones((n,), np.float64)
 
 
 def mask_for(spec: ModelSpec, input_dim: int, hidden: int, emax: int, hmax: int) -> dict:
-    """Tree of 0/1 arrays at padded shapes (outer product of the per-axis masks)."""
+    """Tree of 0/1 NumPy arrays at padded shapes (outer product of the per-axis masks)."""
     def one(axes):
         m = None
         for a in axes:
@@ -146,20 +166,21 @@ def pad_params(spec: ModelSpec, p: dict, input_dim: int, hidden: int, emax: int,
             if small[a] == big[a]:
                 continue
             if a == "gh":
-                blocks = jnp.split(x, gates, axis=d)
+                blocks = np.split(x, gates, axis=d)
                 widths = [(0, 0)] * x.ndim
                 widths[d] = (0, hmax - hidden)
-                x = jnp.concatenate([jnp.pad(b, widths) for b in blocks], axis=d)
+                x = np.concatenate([np.pad(b, widths) for b in blocks], axis=d)
             else:
                 widths = [(0, 0)] * x.ndim
                 widths[d] = (0, big[a] - small[a])
-                x = jnp.pad(x, widths)
+                x = np.pad(x, widths)
         return x
+    p = jax.tree_util.tree_map(np.asarray, p)
     return jax.tree_util.tree_map(pad, p, axes, is_leaf=lambda x: isinstance(x, tuple))
 
 
 def unpad_params(spec: ModelSpec, p: dict, input_dim: int, hidden: int) -> dict:
-    """Inverse of :func:`pad_params` for one model (numpy or jax arrays)."""
+    """Inverse of :func:`pad_params` for one model (returns NumPy arrays)."""
     axes = param_axes(spec)
     small = _axis_sizes(spec, input_dim, hidden)
     gates = spec.cell_def.gates
@@ -168,11 +189,12 @@ def unpad_params(spec: ModelSpec, p: dict, input_dim: int, hidden: int) -> dict:
         for d, a in enumerate(ax):
             if a == "gh":
                 hmax = x.shape[d] // gates
-                idx = jnp.concatenate([jnp.arange(g * hmax, g * hmax + hidden) for g in range(gates)])
-                x = jnp.take(x, idx, axis=d)
+                idx = np.concatenate([np.arange(g * hmax, g * hmax + hidden) for g in range(gates)])
+                x = np.take(x, idx, axis=d)
             else:
-                x = jnp.take(x, jnp.arange(small[a]), axis=d)
+                x = np.take(x, np.arange(small[a]), axis=d)
         return x
+    p = jax.tree_util.tree_map(np.asarray, p)
     return jax.tree_util.tree_map(cut, p, axes, is_leaf=lambda x: isinstance(x, tuple))
 
 

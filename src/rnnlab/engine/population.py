@@ -61,8 +61,8 @@ def _broadcast(name, v, m):
 
 def make_population(spec: ModelSpec, input_dims, hiddens, seeds) -> Population:
     """Initialise a population. input_dims / hiddens: one value or one per model; seeds: one
-    per model (their count is M). Models are initialised per (input, hidden) group with vmap
-    and padded; a model's parameters depend only on its seed and sizes."""
+    per model (their count is M). Each model is drawn at its own sizes (NumPy, no compilation)
+    and zero-padded; its parameters depend only on its seed and sizes."""
     seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
     m = len(seeds)
     if m < 1:
@@ -76,24 +76,14 @@ def make_population(spec: ModelSpec, input_dims, hiddens, seeds) -> Population:
         e = np.full(m, spec.vocab)
     emax, hmax = int(e.max()), int(h.max())
 
-    groups: dict[tuple[int, int], list[int]] = {}
-    for i, (ei, hi) in enumerate(zip(e, h)):
-        groups.setdefault((int(ei), int(hi)), []).append(i)
-
-    parts, masks, order = [], [], []
-    for (ei, hi), idx in groups.items():
-        keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds[idx]))
-        p = jax.vmap(lambda k: mdl.init_params(spec, k, ei, hi))(keys)
-        p = jax.vmap(lambda q: mdl.pad_params(spec, q, ei, hi, emax, hmax))(p)
-        mk = mdl.mask_for(spec, ei, hi, emax, hmax)
-        mk = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (len(idx),) + a.shape), mk)
-        parts.append(p)
-        masks.append(mk)
-        order.extend(idx)
-    inv = np.argsort(np.asarray(order))
-    cat = lambda *xs: jnp.concatenate(xs)[inv]  # noqa: E731
-    params = jax.tree_util.tree_map(cat, *parts)
-    mask = jax.tree_util.tree_map(cat, *masks)
+    ps, ms = [], []
+    for seed, ei, hi in zip(seeds, e, h):
+        p = mdl.init_params_np(spec, int(seed), int(ei), int(hi))
+        ps.append(mdl.pad_params(spec, p, int(ei), int(hi), emax, hmax))
+        ms.append(mdl.mask_for(spec, int(ei), int(hi), emax, hmax))
+    stack = lambda *xs: jnp.asarray(np.stack(xs), spec.jdtype)  # noqa: E731
+    params = jax.tree_util.tree_map(stack, *ps)
+    mask = jax.tree_util.tree_map(stack, *ms)
     return Population(spec, e, h, seeds, params, mask)
 
 

@@ -1,0 +1,235 @@
+"""The experiment contract and its runner.
+
+Every experiment is one module with::
+
+    NAME, PAPER ("mehta" | "sterin" | "beyond"), SOURCE (figure reference), QUESTION
+    CHOICES: dict[str, str]           # defaults we chose where the paper is silent
+    VERSION: int                      # bump to invalidate stored shards after a code change
+    default_config(scale) -> dict     # "quick" | "paper"
+    execute(ctx) -> dict[str, DataFrame]            # data -> population -> train -> measure
+    figures(tables, config) -> dict[str, Figure]    # plot
+    claims(tables, config) -> list[Claim]           # claim check (pure: testable on broken input)
+
+The runner resolves the config, hashes it into a run id, computes shards through a backend
+(reusing every shard already in the store), writes tables/figures/config/claims into
+``OUT/NAME/``, records the run in the store, and reuses a finished run as it is.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from .. import backends
+from ..analysis.claims import Claim
+from ..errors import ConfigError, RnnlabError
+from ..plots import style
+from ..progress import progress_bar
+from ..store import Store, canonical, config_hash
+
+SCALES = ("quick", "paper", "tiny")
+
+
+@dataclass
+class ExperimentResult:
+    name: str
+    run_id: str
+    out_dir: Path
+    config: dict
+    tables: dict[str, pd.DataFrame]
+    claims: list[Claim]
+    wall_s: float
+    reused: bool = False
+    shards_computed: int = 0
+    shards_reused: int = 0
+    figures: list[Path] = field(default_factory=list)
+
+
+class Context:
+    """What `execute` gets: the resolved config and a way to compute shards through the store."""
+
+    def __init__(self, name: str, version: int, config: dict, store: Store, backend, progress: bool):
+        self.name, self.version, self.config = name, version, config
+        self.store, self.backend, self.progress = store, backend, progress
+        self.shards_computed = 0
+        self.shards_reused = 0
+
+    def shard_key(self, fn, shard: dict) -> str:
+        return config_hash({"experiment": self.name, "version": self.version,
+                            "fn": f"{fn.__module__}.{fn.__qualname__}", "shard": shard})
+
+    def map(self, fn, shards: list[dict], desc: str | None = None) -> list[dict[str, pd.DataFrame]]:
+        """fn(shard) -> {table: DataFrame} for every shard; shards already in the store are read
+        back, the others computed by the backend and written (by this process alone) as each one
+        finishes, the completion marker last. fn must be a module-level function."""
+        keys = [self.shard_key(fn, s) for s in shards]
+        results: list = [None] * len(shards)
+        todo = []
+        for i, k in enumerate(keys):
+            if self.store.has("shards_done", k):
+                names = self.store.read("shards_done", k)["table"].tolist()
+                results[i] = {t: self.store.read(self._shard_table(t), k) for t in names}
+                self.shards_reused += 1
+            else:
+                todo.append(i)
+        bar = progress_bar(total=len(shards), initial=len(shards) - len(todo),
+                           desc=desc or f"{self.name}", disable=not self.progress, unit="shard")
+        for j, out in self.backend.map(fn, [shards[i] for i in todo]):
+            i = todo[j]
+            for t, df in out.items():
+                self.store.write(self._shard_table(t), keys[i], df)
+            self.store.write("shards_done", keys[i], pd.DataFrame({"table": list(out)}),
+                             meta={"experiment": self.name, "shard": canonical(shards[i])})
+            results[i] = out
+            self.shards_computed += 1
+            bar.update(1)
+        bar.close()
+        return results
+
+    def _shard_table(self, t: str) -> str:
+        return f"shard.{self.name}.{t}"
+
+
+def _module(name: str):
+    from . import get
+    return get(name)
+
+
+def resolve_config(mod, scale: str = "quick", config: dict | None = None) -> dict:
+    """Defaults of `scale` updated with `config`; unknown keys and wrong types are ConfigErrors."""
+    if scale not in SCALES:
+        raise ConfigError(f"scale: unknown scale {scale!r}; known: quick, paper")
+    cfg = dict(mod.default_config(scale))
+    for k, v in (config or {}).items():
+        if k not in cfg:
+            raise ConfigError(f"{k}: unknown config key for {mod.NAME}; known: {', '.join(sorted(cfg))}")
+        cfg[k] = _coerce(k, v, cfg[k])
+    cfg["scale"] = scale
+    if hasattr(mod, "validate"):
+        mod.validate(cfg)
+    return cfg
+
+
+def _coerce(key, value, default):
+    """Accept a value of the default's type (ints for floats, lists for tuples)."""
+    if default is None or value is None:
+        return value
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+    elif isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(default, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif isinstance(default, str):
+        if isinstance(value, str):
+            return value
+    elif isinstance(default, (list, tuple)):
+        if isinstance(value, (list, tuple)):
+            return list(value)
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+    elif isinstance(default, dict):
+        if isinstance(value, dict):
+            return value
+    else:
+        return value
+    raise ConfigError(f"{key}: expected {type(default).__name__}, got {value!r}")
+
+
+def run(name: str, config: dict | None = None, *, scale: str = "quick", out: str | os.PathLike = "results",
+        store: Store | None = None, backend: str | object = "local", address: str | None = None,
+        progress: bool = True, force: bool = False) -> ExperimentResult:
+    """Run experiment `name` (or reuse its finished run) and write OUT/NAME/."""
+    t0 = time.perf_counter()
+    mod = _module(name)
+    cfg = resolve_config(mod, scale, config)
+    out_dir = Path(out) / mod.NAME
+    store = store or Store(Path(out) / "store")
+    version = getattr(mod, "VERSION", 1)
+    run_id = config_hash({"experiment": mod.NAME, "version": version, "config": cfg})
+
+    with store.lock(f"run-{run_id}"):
+        done = store.run(run_id)
+        if not force and done and done.get("status") == "done" and _outputs_present(out_dir, run_id):
+            return _load_result(mod, out_dir, run_id, cfg, time.perf_counter() - t0)
+        be = backends.get(backend, address) if isinstance(backend, str) else backend
+        started = time.time()
+        store.record_run(run_id, {"experiment": mod.NAME, "config": cfg, "status": "running",
+                                  "started": started, "host": socket.gethostname(), "pid": os.getpid()})
+        ctx = Context(mod.NAME, version, cfg, store, be, progress)
+        try:
+            tables = mod.execute(ctx)
+            claims = mod.claims(tables, cfg)
+            figs = mod.figures(tables, cfg)
+        except BaseException as e:
+            store.record_run(run_id, {"experiment": mod.NAME, "config": cfg, "status": "failed",
+                                      "started": started, "finished": time.time(),
+                                      "error": "".join(traceback.format_exception_only(type(e), e)).strip()})
+            raise
+        finally:
+            if isinstance(backend, str):
+                be.close()
+        wall = time.perf_counter() - t0
+        paths = _write_outputs(mod, out_dir, run_id, cfg, tables, claims, figs, wall, ctx, store)
+        store.record_run(run_id, {"experiment": mod.NAME, "config": cfg, "status": "done",
+                                  "started": started, "finished": time.time(), "wall_s": wall,
+                                  "verdicts": {c.id: c.verdict for c in claims}})
+    return ExperimentResult(mod.NAME, run_id, out_dir, cfg, tables, claims, wall, False,
+                            ctx.shards_computed, ctx.shards_reused, paths)
+
+
+def _write_outputs(mod, out_dir: Path, run_id, cfg, tables, claims, figs, wall, ctx, store) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for old in out_dir.glob("*.parquet"):
+        old.unlink()
+    paths = []
+    for tname, df in tables.items():
+        df = df.copy()
+        df.insert(0, "run_id", run_id)
+        store.write(f"{mod.NAME}.{tname}", run_id, df, meta={"config": canonical(cfg)})
+        tmp = out_dir / f".{tname}.parquet.tmp"
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, out_dir / f"{tname}.parquet")
+        paths.append(out_dir / f"{tname}.parquet")
+    for fname, fig in figs.items():
+        paths += style.save(fig, out_dir, fname)
+    _write_json(out_dir / "config.json", {
+        "experiment": mod.NAME, "run_id": run_id, "paper": mod.PAPER, "source": mod.SOURCE,
+        "question": mod.QUESTION, "config": cfg, "choices": getattr(mod, "CHOICES", {})})
+    _write_json(out_dir / "run.json", {"run_id": run_id, "wall_s": wall, "shards_computed": ctx.shards_computed,
+                                       "shards_reused": ctx.shards_reused, "backend": getattr(ctx.backend, "name", "?")})
+    _write_json(out_dir / "claims.json", [c.to_dict() for c in claims])   # last: marks completion
+    return paths
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def _outputs_present(out_dir: Path, run_id: str) -> bool:
+    try:
+        return json.loads((out_dir / "run.json").read_text())["run_id"] == run_id and (out_dir / "claims.json").exists()
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def _load_result(mod, out_dir: Path, run_id, cfg, wall) -> ExperimentResult:
+    tables = {p.stem: pd.read_parquet(p).drop(columns=["run_id"]) for p in sorted(out_dir.glob("*.parquet"))}
+    claims = [Claim(**{**c, "interval": None if c["interval"] is None else tuple(c["interval"])})
+              for c in json.loads((out_dir / "claims.json").read_text())]
+    return ExperimentResult(mod.NAME, run_id, out_dir, cfg, tables, claims, wall, True)
+
+
+class ExperimentError(RnnlabError):
+    pass
