@@ -3,7 +3,9 @@ from ..errors import ConfigError
 from .base import Cell, Param
 from .gru import GRU, GRU_S
 from .lstm import LSTM
+from .mingru import MINGRU
 from .rnn import RNN_SIGMOID, RNN_TANH
+from .ugrnn import UGRNN
 
 CELLS: dict[str, Cell] = {}
 
@@ -13,7 +15,7 @@ def register(cell: Cell) -> Cell:
     return cell
 
 
-for _c in (RNN_TANH, GRU, RNN_SIGMOID, GRU_S, LSTM):
+for _c in (RNN_TANH, GRU, RNN_SIGMOID, GRU_S, LSTM, UGRNN, MINGRU):
     register(_c)
 
 

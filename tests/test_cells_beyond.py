@@ -1,0 +1,55 @@
+"""Cells beyond the papers: UGRNN (Collins et al. 2017) and minGRU (Feng et al. 2024)."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+
+import rnnlab  # noqa: F401
+from rnnlab import cells
+
+T, E, H, B = 9, 3, 5, 4
+
+
+def _steps(cell, p, xs):
+    c = cells.get(cell)
+    return jax.lax.scan(lambda s, x: (c.step(p, s, x),) * 2, c.init_state(H, jnp.float64), xs)[1]
+
+
+def test_ugrnn_matches_its_equations_in_torch():
+    rng = np.random.default_rng(0)
+    c = cells.get("ugrnn")
+    pn = {k: rng.normal(size=s) for k, s in c.shapes(E, H).items()}
+    xs = rng.normal(size=(T, E))
+    pt = {k: torch.tensor(v, requires_grad=True) for k, v in pn.items()}
+    h = torch.zeros(H, dtype=torch.float64)
+    outs = []
+    for t in range(T):
+        pre = pt["W_ih"] @ torch.tensor(xs[t]) + pt["b_ih"] + pt["W_hh"] @ h + pt["b_hh"]
+        cand, gate = torch.tanh(pre[:H]), torch.sigmoid(pre[H:])
+        h = gate * h + (1 - gate) * cand
+        outs.append(h)
+    ref = torch.stack(outs)
+    ref.sum().backward()
+    pj = {k: jnp.asarray(v) for k, v in pn.items()}
+    np.testing.assert_allclose(np.asarray(_steps("ugrnn", pj, jnp.asarray(xs))), ref.detach().numpy(), atol=1e-12)
+    g = jax.grad(lambda p: jnp.sum(_steps("ugrnn", p, jnp.asarray(xs))))(pj)
+    for k in pn:
+        np.testing.assert_allclose(np.asarray(g[k]), pt[k].grad.numpy(), atol=1e-12)
+
+
+def test_mingru_parallel_scan_equals_stepping_and_respects_length():
+    rng = np.random.default_rng(1)
+    c = cells.get("mingru")
+    p = {k: jnp.asarray(rng.normal(size=s)) for k, s in c.shapes(E, H).items()}
+    xs = jnp.asarray(rng.normal(size=(T, E)))
+    seq = _steps("mingru", p, xs)
+    par = c.parallel(p, xs, jnp.ones(T, bool))
+    np.testing.assert_allclose(np.asarray(par), np.asarray(seq), atol=1e-12)
+    valid = jnp.arange(T) < 5
+    par5 = c.parallel(p, xs, valid)
+    np.testing.assert_allclose(np.asarray(par5[4:]), np.broadcast_to(np.asarray(seq[4]), (T - 4, H)), atol=1e-12)
+    # gradients agree too
+    g1 = jax.grad(lambda q: jnp.sum(_steps("mingru", q, xs) ** 2))(p)
+    g2 = jax.grad(lambda q: jnp.sum(c.parallel(q, xs, jnp.ones(T, bool)) ** 2))(p)
+    for k in p:
+        np.testing.assert_allclose(np.asarray(g1[k]), np.asarray(g2[k]), atol=1e-10)
