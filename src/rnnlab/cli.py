@@ -1,0 +1,569 @@
+"""The ``rnnlab`` command.
+
+    rnnlab train --task first --cell gru --input 4 --hidden 4 --inits 30   one population
+    rnnlab run EXPERIMENT [--scale quick|paper] [--set key=value ...]        one experiment
+    rnnlab reproduce [--paper mehta|sterin|all] [--scale quick|paper]        all of them + report
+    rnnlab report [DIR]                                                      (re)write the report
+    rnnlab query "SELECT ..." | --tables                                     SQL over the store
+    rnnlab list                                                              the experiments
+    rnnlab bench [--quick]                                                   benchmarks
+
+Every deliberate error (a bad setting, an unusable results folder, bad SQL) ends the command
+with a non-zero status and ONE line on stderr that names the bad field, e.g.
+``rnnlab: error: hidden: must be a positive integer, got 0``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from .errors import ConfigError, RnnlabError, StoreError
+
+SCALE_CHOICES = ("quick", "paper", "tiny")
+GOOD_ACC = 0.95   # "good" model in the train summary: best validation accuracy >= this
+
+
+# ------------------------------------------------------------------------ argparse
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``rnnlab: error: FIELD: message``."""
+
+    def error(self, message):
+        msg = " ".join(str(message).split())
+        if msg.startswith("argument "):
+            head, sep, rest = msg[len("argument "):].partition(": ")
+            if sep:
+                field = head.split("/")[-1].lstrip("-").lower()
+                msg = f"{field}: {rest}"
+        self.exit(2, f"rnnlab: error: {msg}\n")
+
+
+def _int_arg(minimum: int = 1, allow_list: bool = False):
+    """argparse type: an integer >= minimum (or a comma list of them)."""
+    what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+
+    def conv(s: str):
+        parts = s.split(",") if allow_list else [s]
+        vals = []
+        for p in parts:
+            try:
+                v = int(p.strip())
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"must be {what}, got {s!r}") from None
+            if v < minimum:
+                raise argparse.ArgumentTypeError(f"must be {what}, got {s}")
+            vals.append(v)
+        return vals if allow_list else vals[0]
+    return conv
+
+
+def _pos_float(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {s!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {s}")
+    return v
+
+
+def _add_device(p):
+    p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
+                   help="where JAX computes (default auto: a CUDA GPU if JAX sees one)")
+
+
+def _add_out(p, default="results"):
+    p.add_argument("--out", default=default, metavar="DIR",
+                   help=f"results folder (default {default}); the store is DIR/store")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+    parser = _Parser(prog="rnnlab", description="Populations of small RNNs: reproduce Mehta and "
+                     "Sterin et al. on why gated RNNs train where vanilla ones fail.")
+    parser.add_argument("--version", action="version", version=f"rnnlab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="command", required=True)
+
+    p = sub.add_parser("train", help="train one population of models and summarise it",
+                       description="Train ONE population: --inits models for every (input, hidden) "
+                       "pair, model i of init index j gets seed SEED*1000+j. Results go to the "
+                       "store (tables train.summary, train.curves) and are reused on a rerun.")
+    p.add_argument("--task", required=True, help="count, first, xor, reber, embedded-reber")
+    p.add_argument("--cell", required=True, help="rnn-tanh, gru, rnn-sigmoid, gru-s, lstm")
+    p.add_argument("--input", type=_int_arg(1, True), default=[4],
+                   help="embedding size(s), e.g. 4 or 2,4 (ignored by the one-hot Reber tasks)")
+    p.add_argument("--hidden", type=_int_arg(1, True), default=[4], help="hidden size(s), e.g. 4 or 2,4,8")
+    p.add_argument("--inits", type=_int_arg(1), default=10, help="models per size (default 10)")
+    p.add_argument("--seed", type=_int_arg(0), default=0,
+                   help="data seed; model seeds are SEED*1000 + init index (default 0)")
+    p.add_argument("--protocol", choices=("mehta", "sterin"), default=None,
+                   help="training protocol (default: mehta for count/first/xor, sterin for Reber)")
+    p.add_argument("--init", choices=("torch", "normal", "xavier", "uniform"), default=None,
+                   help="init scheme (default: torch for count/first/xor, normal for Reber)")
+    p.add_argument("--epochs", type=_int_arg(1), default=None, help="max epochs (default: the protocol's)")
+    p.add_argument("--lr", type=_pos_float, default=None, help="learning rate (default: the protocol's)")
+    p.add_argument("--train-size", type=_int_arg(1), default=None, help="training sequences (default: the task's)")
+    p.add_argument("--val-size", type=_int_arg(1), default=None, help="validation sequences (default: the task's)")
+    p.add_argument("--test-size", type=_int_arg(1), default=None, help="test sequences (default: the task's)")
+    p.add_argument("--force", action="store_true", help="train again even if the result is stored")
+    _add_out(p)
+    _add_device(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("run", help="run one experiment (reusing stored results)")
+    p.add_argument("experiment", metavar="EXPERIMENT", help="an experiment name (see rnnlab list)")
+    p.add_argument("--scale", choices=SCALE_CHOICES, default=None,
+                   help="quick (default: minutes), paper (the paper's settings); tiny is for tests")
+    p.add_argument("--seed", type=_int_arg(0), default=None, help="the experiment's seed")
+    p.add_argument("--cells", default=None, help="comma list of cells, e.g. rnn-tanh,gru,lstm")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key (value parsed as JSON when possible); repeatable")
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="JSON file of config overrides (a run's config.json works too)")
+    _add_out(p)
+    p.add_argument("--force", action="store_true", help="recompute the run's outputs")
+    p.add_argument("--backend", choices=("local", "ray"), default="local", help="where shards run")
+    p.add_argument("--address", default=None, help="Ray cluster address (with --backend ray)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_device(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("reproduce", help="run every experiment of the paper(s), then write the report")
+    p.add_argument("--paper", choices=("mehta", "sterin", "beyond", "all"), default="all")
+    p.add_argument("--scale", choices=SCALE_CHOICES, default="quick")
+    _add_out(p)
+    p.add_argument("--backend", choices=("local", "ray"), default="local")
+    p.add_argument("--address", default=None, help="Ray cluster address (with --backend ray)")
+    _add_device(p)
+    p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("report", help="(re)write DIR/report.html and DIR/report.md")
+    p.add_argument("dir", nargs="?", default="results", metavar="DIR", help="results folder (default results)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("query", help="run SQL over the store, e.g. SELECT * FROM train_summary")
+    p.add_argument("sql", nargs="?", default=None, metavar="SQL")
+    p.add_argument("--tables", action="store_true", help="list the tables and their SQL names")
+    p.add_argument("--max-rows", type=_int_arg(1), default=500, help="rows printed at most (default 500)")
+    _add_out(p)
+    p.set_defaults(func=cmd_query)
+
+    p = sub.add_parser("list", help="the experiments, with paper and source")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("bench", help="benchmarks (rnnlab.bench)")
+    p.add_argument("--quick", action="store_true", help="small sizes")
+    _add_device(p)
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _out_dir(out: str) -> Path:
+    """The results folder, created if needed; one-line errors for a file or an unwritable one."""
+    path = Path(out).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"out: {out} is a file, not a folder")
+    return path
+
+
+def _open_store(out: str, create: bool = True):
+    from .store import Store
+    path = _out_dir(out)
+    if not create and not (path / "store").is_dir():
+        raise StoreError(f"out: no results store in {out} (nothing has been run there yet)")
+    try:
+        return Store(path / "store", create=create)
+    except StoreError as e:
+        raise StoreError(f"out: {e}") from None
+
+
+def _select_device(device: str) -> str:
+    from . import device as dev
+    return dev.select(device)
+
+
+def _fmt(x) -> str:
+    from .report.build import fmt_num
+    return fmt_num(x)
+
+
+def _interval(iv) -> str:
+    from .report.build import fmt_interval
+    return fmt_interval(iv)
+
+
+def _wall(s) -> str:
+    from .report.build import fmt_wall
+    return fmt_wall(s)
+
+
+def _progress_enabled() -> bool:
+    return os.environ.get("RNNLAB_PROGRESS", "1") != "0"
+
+
+def _print_table(rows, headers) -> None:
+    """Left-aligned plain-text table."""
+    rows = [[str(x) for x in r] for r in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    print(line(headers))
+    print(line(["-" * w for w in widths]))
+    for r in rows:
+        print(line(r))
+
+
+def _print_frame(df, **kw) -> None:
+    import pandas as pd
+    with pd.option_context("display.width", 250, "display.max_columns", 50,
+                           "display.max_colwidth", 60):
+        print(df.to_string(**kw))
+
+
+# ------------------------------------------------------------------------------ train
+
+TRAIN_VERSION = 1
+
+
+def cmd_train(args) -> int:
+    from . import cells, tasks
+    spec = tasks.get(args.task)
+    if spec.kind == "probe":
+        trainable = [n for n, s in tasks.TASKS.items() if s.kind != "probe"]
+        raise ConfigError(f"task: {args.task!r} is a probe, not a training task; "
+                          f"choose from {', '.join(trainable)}")
+    cells.get(args.cell)
+    seq = spec.kind == "next-symbol"          # the Reber tasks: one-hot input (common.SEQUENCE_TASKS)
+    protocol = args.protocol or ("sterin" if seq else "mehta")
+    init = args.init or ("normal" if seq else "torch")
+    sizes = dict(spec.default_sizes)
+    for split, v in (("train", args.train_size), ("val", args.val_size), ("test", args.test_size)):
+        if v is not None:
+            sizes[split] = v
+    if "val" not in sizes:
+        raise ConfigError("val-size: the task has no default validation split; give --val-size")
+    inputs = [spec.vocab] if seq else list(args.input)
+    store = _open_store(args.out)
+    platform = _select_device(args.device)
+
+    grid = [(i, h) for i in inputs for h in args.hidden]
+    shard = {
+        "task": args.task, "task_seed": args.seed, "cell": args.cell, "init": init,
+        "sizes": [[i, h] for (i, h) in grid for _ in range(args.inits)],
+        "seeds": [args.seed * 1000 + j for _ in grid for j in range(args.inits)],
+        "protocol": protocol,
+        "protocol_overrides": {} if args.lr is None else {"lr": args.lr},
+        "max_epochs": args.epochs, "data_sizes": sizes, "snapshots": False,
+    }
+    from .store import canonical, config_hash
+    key = config_hash({"command": "train", "version": TRAIN_VERSION, "shard": shard})
+    m = len(shard["seeds"])
+    print(f"train: {m} model(s) of {args.cell} on {args.task} "
+          f"(input {','.join(map(str, inputs))} x hidden {','.join(map(str, args.hidden))}, "
+          f"{args.inits} init(s) each), protocol {protocol}, init {init}, data {sizes}, "
+          f"on {platform}; key {key}")
+
+    t0 = time.perf_counter()
+    with store.lock(f"train-{key}"):
+        stored = store.has("train.summary", key) and store.has("train.curves", key)
+        if stored and not args.force:
+            summary = store.read("train.summary", key)
+            print(f"reusing the stored result train.summary/{key} (add --force to train again)")
+        else:
+            from .experiments.common import train_population
+            res, _ = train_population(shard, progress=f"train {args.cell}" if _progress_enabled() else False)
+            cols = {"key": key, "task": args.task, "init": init, "protocol": protocol,
+                    "task_seed": args.seed}
+            summary = res.summary.assign(**cols)
+            curves = res.curves.assign(cell=args.cell, **cols)
+            meta = {"shard": canonical(shard)}
+            store.write("train.curves", key, curves, meta=meta)
+            store.write("train.summary", key, summary, meta=meta)   # last: marks completion
+            store.record_run(f"train-{key}", {"experiment": "train", "config": shard, "status": "done",
+                                              "finished": time.time(), "wall_s": res.wall_s})
+    wall = time.perf_counter() - t0
+
+    show = summary[["model", "seed", "input", "hidden", "best_val_acc", "test_acc", "best_epoch",
+                    "epochs", "status"]]
+    _print_frame(show, index=False, float_format=lambda v: f"{v:.4f}")
+    best = summary["best_val_acc"].astype(float)
+    good = int((best >= GOOD_ACC).sum())
+    top = summary.loc[best.idxmax()]
+    print(f"{m} models: best val acc median {best.median():.4f}, max {best.max():.4f} "
+          f"(test acc {float(top['test_acc']):.4f}); {good}/{m} reach >= {GOOD_ACC:.2f}; {_wall(wall)}")
+    print(f"stored in {store.root} as train.summary / train.curves, key {key}; e.g. "
+          f"rnnlab query \"SELECT * FROM train_summary WHERE key='{key}'\" --out {args.out}")
+    return 0
+
+
+# -------------------------------------------------------------------------------- run
+
+
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _load_config_file(path: str) -> tuple[dict, str | None]:
+    """(overrides, scale or None) from a JSON file: either a plain object of config keys, or a
+    run's config.json ({"experiment": ..., "config": {...}})."""
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise ConfigError(f"config: cannot read {path}: {e.strerror or e}") from None
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise ConfigError(f"config: {path} is not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config: {path} must hold a JSON object of config keys")
+    if "experiment" in data and isinstance(data.get("config"), dict):
+        data = dict(data["config"])
+    data = dict(data)
+    scale = data.pop("scale", None)
+    return data, scale
+
+
+def _check_cells(names) -> None:
+    from . import cells
+    if isinstance(names, str):
+        names = [c.strip() for c in names.split(",") if c.strip()]
+    if not isinstance(names, (list, tuple)) or not names:
+        raise ConfigError(f"cells: expected a non-empty list of cell names, got {names!r}")
+    for c in names:
+        if c not in cells.CELLS:
+            raise ConfigError(f"cells: unknown cell {c!r}; known: {', '.join(sorted(cells.CELLS))}")
+
+
+def run_config(args) -> tuple[dict, str]:
+    """The overrides and scale a `run` command asks for: --config, then --seed/--cells/--set."""
+    config, scale = ({}, None) if args.config is None else _load_config_file(args.config)
+    if args.seed is not None:
+        config["seed"] = args.seed
+    if args.cells is not None:
+        config["cells"] = [c.strip() for c in args.cells.split(",") if c.strip()]
+    for item in args.set:
+        k, sep, v = item.partition("=")
+        if not sep or not k.strip():
+            raise ConfigError(f"set: expected KEY=VALUE, got {item!r}")
+        config[k.strip()] = _parse_value(v)
+    if "cells" in config:
+        _check_cells(config["cells"])
+    scale = args.scale or scale or "quick"
+    if scale not in SCALE_CHOICES:
+        raise ConfigError(f"scale: unknown scale {scale!r}; known: quick, paper")
+    return config, scale
+
+
+def _check_backend(args) -> None:
+    if args.address and args.backend != "ray":
+        raise ConfigError("address: only used with --backend ray")
+
+
+def _print_claims(claims) -> None:
+    if not claims:
+        print("(no claims)")
+        return
+    rows = [(c.id, c.verdict.upper() if c.verdict == "fails" else c.verdict, _fmt(c.value),
+             _interval(c.interval)) for c in claims]
+    _print_table(rows, ["claim", "verdict", "value", "interval"])
+    for c in claims:
+        if c.verdict == "fails":
+            print(f"Our run does NOT reproduce claim {c.id}: {c.text}")
+
+
+def cmd_run(args) -> int:
+    config, scale = run_config(args)
+    _check_backend(args)
+    store = _open_store(args.out)
+    platform = _select_device(args.device)
+    from . import experiments
+    mod = experiments.get(args.experiment)
+    cfg = experiments.resolve_config(mod, scale, config)   # unknown keys / bad values: one line
+    print(f"{mod.NAME} ({mod.PAPER}, {mod.SOURCE}) at scale {scale} on {platform}")
+    print("config: " + json.dumps(cfg, default=str))
+    res = experiments.run(mod.NAME, config, scale=scale, out=args.out, store=store, backend=args.backend,
+                          address=args.address, progress=not args.quiet and _progress_enabled(),
+                          force=args.force)
+    _print_claims(res.claims)
+    files = sorted(p.name for p in res.out_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+    print(f"outputs: {res.out_dir}/ ({len([f for f in files if f.endswith('.png')])} figure(s), "
+          f"{len([f for f in files if f.endswith('.parquet')])} table(s), config.json, claims.json, run.json)")
+    if res.reused:
+        print(f"reused the stored run {res.run_id} (add --force to recompute)")
+    else:
+        print(f"run {res.run_id}: {res.shards_computed} shard(s) computed, {res.shards_reused} reused, "
+              f"{_wall(res.wall_s)}")
+    return 0
+
+
+# -------------------------------------------------------------------------- reproduce
+
+
+def cmd_reproduce(args) -> int:
+    _check_backend(args)
+    store = _open_store(args.out)
+    platform = _select_device(args.device)
+    from tqdm.auto import tqdm
+
+    from . import backends, experiments
+    from .report import build_report
+    names = experiments.names(None if args.paper == "all" else args.paper)
+    if not names:
+        raise ConfigError(f"paper: no experiment is registered for {args.paper!r}")
+    out = Path(args.out)
+    be = backends.get(args.backend, args.address)
+    t0, started = time.perf_counter(), time.time()
+    status: dict[str, dict] = {}
+    results = []
+    try:
+        bar = tqdm(names, desc="reproduce", unit="exp", file=sys.stderr, dynamic_ncols=True,
+                   disable=not _progress_enabled())
+        for name in bar:
+            bar.set_description(name)
+            t1 = time.perf_counter()
+            try:
+                res = experiments.run(name, scale=args.scale, out=out, store=store, backend=be,
+                                      progress=False)
+            except Exception as e:   # one broken experiment must not stop the others: report it
+                msg = " ".join(str(e).split()) or type(e).__name__
+                status[name] = {"status": "failed", "wall_s": time.perf_counter() - t1,
+                                "error": f"{type(e).__name__}: {msg}"}
+                if isinstance(e, RnnlabError):
+                    tqdm.write(f"rnnlab: error: {name}: {msg}", file=sys.stderr)
+                else:
+                    tqdm.write(f"rnnlab: experiment {name} raised:\n{traceback.format_exc()}", file=sys.stderr)
+                continue
+            verdicts = {c.id: c.verdict for c in res.claims}
+            status[name] = {"status": "done", "wall_s": res.wall_s, "reused": res.reused,
+                            "run_id": res.run_id, "verdicts": verdicts}
+            results.append(res)
+    finally:
+        if hasattr(be, "close"):
+            be.close()
+    wall = time.perf_counter() - t0
+    repro = {"paper": args.paper, "scale": args.scale, "started": started, "finished": time.time(),
+             "wall_s": wall, "backend": args.backend, "device": platform, "experiments": status}
+    try:
+        (out / "reproduce.json").write_text(json.dumps(repro, indent=2, default=str))
+    except OSError as e:
+        raise StoreError(f"out: cannot write {out / 'reproduce.json'}: {e.strerror or e}") from None
+    html_path, md_path = build_report(out)
+
+    rows = []
+    for name in names:
+        s = status[name]
+        vs = list((s.get("verdicts") or {}).values())
+        rows.append((name, s["status"] + (" (reused)" if s.get("reused") else ""), vs.count("holds"),
+                     vs.count("fails"), vs.count("inconclusive"), _wall(s.get("wall_s"))))
+    _print_table(rows, ["experiment", "status", "holds", "fails", "inconclusive", "wall"])
+    allv = [v for s in status.values() for v in (s.get("verdicts") or {}).values()]
+    failed = [n for n, s in status.items() if s["status"] == "failed"]
+    print(f"{len(names)} experiments ({args.paper}, scale {args.scale}), {len(allv)} claims: "
+          f"{allv.count('holds')} hold, {allv.count('fails')} fail, {allv.count('inconclusive')} inconclusive"
+          + (f"; {len(failed)} experiment(s) FAILED to run: {', '.join(failed)}" if failed else ""))
+    print(f"total wall time {_wall(wall)}")
+    print(f"report: {html_path}  {md_path}")
+    return 1 if failed else 0
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def cmd_report(args) -> int:
+    from .report import build_report, collect, verdict_counts
+    html_path, md_path = build_report(args.dir)
+    entries = collect(args.dir)
+    counts = verdict_counts(entries)
+    done = sum(e.status == "done" for e in entries)
+    print(f"{done}/{len(entries)} experiments with results; "
+          + ", ".join(f"{counts[v]} {v}" for v in counts))
+    print(f"report: {html_path}  {md_path}")
+    return 0
+
+
+# ------------------------------------------------------------------------------ query
+
+
+def cmd_query(args) -> int:
+    if not args.tables and not args.sql:
+        raise ConfigError("sql: give a SQL query, or --tables to list the tables")
+    store = _open_store(args.out, create=False)
+    if args.tables:
+        import pandas as pd
+        from .store import view_name
+        rows = [(t, view_name(t), len(store.keys(t))) for t in store.tables()]
+        rows.append(("(run records)", "runs", len(store.runs())))
+        _print_frame(pd.DataFrame(rows, columns=["table", "sql name", "results"]), index=False)
+        if args.sql is None:
+            return 0
+    try:
+        df = store.query(args.sql)
+    except StoreError as e:
+        raise StoreError(f"sql: {e}") from None
+    if df.empty:
+        print(f"(no rows; columns: {', '.join(map(str, df.columns))})")
+    else:
+        _print_frame(df, max_rows=args.max_rows)
+    return 0
+
+
+# ------------------------------------------------------------------------- list, bench
+
+
+def cmd_list(args) -> int:
+    from . import experiments
+    from .report.templates import PAPERS
+    reg = experiments.registry()
+    rows = [(n, PAPERS.get(m.PAPER, (m.PAPER,))[0], getattr(m, "SOURCE", "")) for n, m in reg.items()]
+    if not rows:
+        print("no experiments registered")
+        return 0
+    _print_table(rows, ["experiment", "paper", "source"])
+    return 0
+
+
+def cmd_bench(args) -> int:
+    try:
+        bench = importlib.import_module("rnnlab.bench")
+    except ModuleNotFoundError as e:
+        if e.name in ("rnnlab.bench", None) or "rnnlab.bench" in str(e):
+            print("rnnlab: error: bench: the benchmarks (rnnlab.bench) are not available in this installation",
+                  file=sys.stderr)
+            return 2
+        raise
+    _select_device(args.device)
+    rc = bench.main(args.quick)
+    return rc if isinstance(rc, int) else 0
+
+
+# ------------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except RnnlabError as e:
+        msg = " ".join(str(e).split()) or type(e).__name__
+        print(f"rnnlab: error: {msg}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("rnnlab: interrupted (finished shards are stored; rerun to resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
