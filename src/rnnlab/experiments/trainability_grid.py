@@ -1,0 +1,260 @@
+"""Trainability of vanilla vs gated cells over a grid of sizes (Mehta V.A, Figs 3-4).
+
+For every task and cell, ONE padded population holds every (input, hidden) size of the grid
+times every init; each model is trained with the M protocol and its best validation accuracy
+(and the test accuracy of that checkpoint) is kept.
+
+Claims (computed from the run):
+  * a gated cell reaches "success" (best val acc >= ``success_acc``) in more grid points than the
+    vanilla cell (the first of ``cells``): paired difference of success fractions over
+    (size, init), bootstrap interval > 0;
+  * Xor is harder than First for every cell: paired mean difference of best val acc
+    First - Xor over (size, init), bootstrap interval > 0.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .. import cells as cells_mod
+from .. import tasks as tasks_mod
+from ..analysis.claims import bootstrap, threshold_claim
+from ..cells.init import check_scheme
+from ..engine.model import check_size
+from ..engine.protocols import get as get_protocol
+from ..errors import ConfigError
+from ..plots import style
+from . import base
+from .common import cells_list, train_population
+
+NAME = "trainability-grid"
+PAPER = "mehta"
+SOURCE = "Mehta, section V.A, Figs 3-4"
+QUESTION = ("Over a grid of input and hidden sizes and a few inits, in how many settings does each cell "
+            "reach high validation accuracy on First and Xor?")
+ORDER = 3
+VERSION = 1
+CHOICES = {
+    "success_acc": "a grid point 'succeeds' when its best validation accuracy is >= 0.9 (the paper "
+                   "reads the heatmaps by eye)",
+    "seeds": "model seeds derive from (seed, task, init, input, hidden); the cells share them",
+    "batch_size": "32 (the paper does not give it)",
+    "vanilla": "the first cell of `cells` is the baseline every other cell is compared to",
+    "no_success": "when no model of either cell succeeds on a task the success claim is inconclusive "
+                  "(too little training to compare), not failed",
+    "quick": "quick scale: 1 init (paper 3), 1000 train / 500 val / 500 test sequences and at most 10 "
+             "epochs (paper: 8000/2000/3000, up to 150 epochs), so accuracies are far lower than the paper's",
+    "tiny": "tiny scale (tests only): 2x2 grid, 2 inits, 300/200/200 sequences, 2 epochs",
+}
+
+PAPER_SIZES = {"train": 8000, "val": 2000, "test": 3000}
+
+
+def default_config(scale: str) -> dict:
+    cfg = {"seed": 0, "cells": ["rnn-tanh", "gru"], "tasks": ["first", "xor"],
+           "inputs": [2, 5, 10, 15], "hiddens": [2, 4, 8, 16], "inits": 3,
+           "init_scheme": "torch", "protocol": "mehta", "max_epochs": 150,
+           "data_sizes": dict(PAPER_SIZES), "success_acc": 0.9, "n_boot": 2000}
+    if scale == "quick":
+        cfg.update(inits=1, max_epochs=10, data_sizes={"train": 1000, "val": 500, "test": 500})
+    elif scale == "tiny":
+        cfg.update(inputs=[2, 4], hiddens=[2, 4], inits=2, max_epochs=2,
+                   data_sizes={"train": 300, "val": 200, "test": 200}, n_boot=200)
+    return cfg
+
+
+def validate(cfg: dict) -> None:
+    validate_common(cfg)
+    if not (0 <= cfg["success_acc"] <= 1):
+        raise ConfigError(f"success_acc: must be in [0, 1], got {cfg['success_acc']!r}")
+
+
+def validate_common(cfg: dict) -> None:
+    """Checks shared by the grid experiments (trainability-grid, capacity-inits)."""
+    cfg["cells"] = cells_list(cfg["cells"])
+    if not cfg["cells"]:
+        raise ConfigError("cells: at least one cell is needed")
+    for c in cfg["cells"]:
+        cells_mod.get(c)
+    if len(set(cfg["cells"])) != len(cfg["cells"]):
+        raise ConfigError(f"cells: duplicate cell in {cfg['cells']!r}")
+    cfg["tasks"] = cells_list(cfg["tasks"])
+    if not cfg["tasks"]:
+        raise ConfigError("tasks: at least one task is needed")
+    for t in cfg["tasks"]:
+        if tasks_mod.get(t).kind != "classify":
+            raise ConfigError(f"tasks: {t!r} is not a classification task (use count, first or xor)")
+    for key in ("inputs", "hiddens"):
+        if not cfg[key]:
+            raise ConfigError(f"{key}: at least one size is needed")
+        cfg[key] = [check_size(key, v) for v in cfg[key]]
+    check_size("inits", cfg["inits"])
+    check_size("max_epochs", cfg["max_epochs"])
+    check_size("n_boot", cfg["n_boot"])
+    check_scheme(cfg["init_scheme"])
+    get_protocol(cfg["protocol"])
+    for k, v in cfg["data_sizes"].items():
+        if k not in ("train", "val", "test"):
+            raise ConfigError(f"data_sizes: unknown split {k!r}; known: train, val, test")
+        check_size(f"data_sizes[{k!r}]", v)
+    for k in ("train", "val"):
+        if k not in cfg["data_sizes"]:
+            raise ConfigError(f"data_sizes: a {k!r} split is needed")
+
+
+# ----------------------------------------------------------------------------- shards
+
+
+def model_seed(seed: int, tag: int, task: str, init: int, e: int, h: int) -> int:
+    """A model's seed: depends on the run seed, the experiment tag, the task, the init index and
+    the model's own sizes (not on the rest of the grid), shared by the cells."""
+    ss = np.random.SeedSequence([int(seed), int(tag), tasks_mod.get(task).task_id, int(init), int(e), int(h)])
+    return int(ss.generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def grid_shards(cfg: dict, tag: int) -> list[dict]:
+    """One shard per (task, cell): every (input, hidden, init) of the grid in one population."""
+    shards = []
+    for task in cfg["tasks"]:
+        sizes, seeds, init_ids = [], [], []
+        for i in range(cfg["inits"]):
+            for e in cfg["inputs"]:
+                for h in cfg["hiddens"]:
+                    sizes.append([e, h])
+                    seeds.append(model_seed(cfg["seed"], tag, task, i, e, h))
+                    init_ids.append(i)
+        for cell in cfg["cells"]:
+            shards.append({"task": task, "task_seed": cfg["seed"], "cell": cell,
+                           "init": cfg["init_scheme"], "sizes": sizes, "seeds": seeds,
+                           "init_ids": init_ids, "protocol": cfg["protocol"],
+                           "max_epochs": cfg["max_epochs"], "data_sizes": dict(cfg["data_sizes"])})
+    return shards
+
+
+def accuracy_shard(shard: dict) -> dict[str, pd.DataFrame]:
+    """Train one population; per-model summary (with init index) and per-epoch curves."""
+    res, _ = train_population(shard)
+    summary = res.summary.assign(task=shard["task"], cell=shard["cell"],
+                                 init=np.asarray(shard["init_ids"], int))
+    curves = res.curves.assign(task=shard["task"], cell=shard["cell"])
+    return {"summary": summary, "curves": curves}
+
+
+def run_grid(ctx, tag: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    cfg = ctx.config
+    outs = ctx.map(accuracy_shard, grid_shards(cfg, tag), desc=ctx.name)
+    summary = pd.concat([o["summary"] for o in outs], ignore_index=True)
+    curves = pd.concat([o["curves"] for o in outs], ignore_index=True)
+    acc = summary[["task", "cell", "input", "hidden", "init", "seed", "n_params", "best_val_acc",
+                   "test_acc", "best_epoch", "epochs", "status"]].copy()
+    acc["model"] = summary["model"].to_numpy()
+    return acc.reset_index(drop=True), curves
+
+
+def execute(ctx) -> dict[str, pd.DataFrame]:
+    acc, curves = run_grid(ctx, tag=3)
+    return {"accuracy": acc, "curves": curves}
+
+
+# ----------------------------------------------------------------------------- claims
+
+
+def _paired(acc: pd.DataFrame, task: str, a: str, b: str, col: str) -> pd.DataFrame:
+    keys = ["input", "hidden", "init"]
+    x = acc[(acc.task == task) & (acc.cell == a)].set_index(keys)[col]
+    y = acc[(acc.task == task) & (acc.cell == b)].set_index(keys)[col]
+    return pd.concat({"a": x, "b": y}, axis=1, join="inner").dropna()
+
+
+def claims(tables: dict, config: dict) -> list:
+    acc = tables["accuracy"]
+    cells = cells_list(config["cells"])
+    thr = float(config["success_acc"])
+    nb = int(config["n_boot"])
+    out = []
+    vanilla = cells[0]
+    for task in config["tasks"]:
+        for gated in cells[1:]:
+            pair = _paired(acc, task, gated, vanilla, "best_val_acc")
+            diff = (pair["a"] >= thr).astype(float).to_numpy() - (pair["b"] >= thr).astype(float).to_numpy()
+            if len(diff) == 0 or not ((pair["a"] >= thr).any() or (pair["b"] >= thr).any()):
+                # no model of either cell succeeded: the run trained too little to compare them
+                value, ci = float("nan"), None
+            else:
+                value, ci = bootstrap(np.mean, diff, n_boot=nb, seed=config["seed"])
+            out.append(threshold_claim(
+                f"succeeds-more-{task}-{gated}-vs-{vanilla}",
+                f"On {task}, {gated} reaches high accuracy (best val acc >= {thr:g}) in more grid "
+                f"settings than {vanilla} (paper: GRU 'succeeds far more' than the vanilla RNN).",
+                f"success fraction {gated} - {vanilla} over paired (input, hidden, init)",
+                value, ci, 0.0, ">",
+                details={"task": task, "n_settings": int(len(diff)),
+                         f"success_{gated}": float((pair['a'] >= thr).mean()) if len(pair) else None,
+                         f"success_{vanilla}": float((pair['b'] >= thr).mean()) if len(pair) else None,
+                         "success_acc": thr}))
+    if "first" in config["tasks"] and "xor" in config["tasks"]:
+        for cell in cells:
+            keys = ["input", "hidden", "init"]
+            f = acc[(acc.task == "first") & (acc.cell == cell)].set_index(keys)["best_val_acc"]
+            x = acc[(acc.task == "xor") & (acc.cell == cell)].set_index(keys)["best_val_acc"]
+            pair = pd.concat({"f": f, "x": x}, axis=1, join="inner").dropna()
+            diff = (pair["f"] - pair["x"]).to_numpy()
+            if len(diff) == 0:
+                value, ci = float("nan"), None
+            else:
+                value, ci = bootstrap(np.mean, diff, n_boot=nb, seed=config["seed"])
+            out.append(threshold_claim(
+                f"xor-harder-{cell}",
+                f"Xor is harder than First for {cell}: its best validation accuracy is lower.",
+                "mean best val acc First - Xor over paired (input, hidden, init)",
+                value, ci, 0.0, ">",
+                details={"cell": cell, "n_settings": int(len(diff)),
+                         "mean_first": float(pair["f"].mean()) if len(pair) else None,
+                         "mean_xor": float(pair["x"].mean()) if len(pair) else None}))
+    return out
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def heatmap_figure(acc: pd.DataFrame, task: str, cells: list[str], inits: list[int],
+                   inputs: list[int], hiddens: list[int], title: str):
+    """One annotated heatmap (rows hidden, columns input, best val acc in %) per cell x init."""
+    flat = len(inits) == 1                     # one init: the cells side by side
+    fig, axes = style.figure(1 if flat else len(cells), len(cells) if flat else len(inits), w=3.3, h=2.9)
+    im = None
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    k = 0
+    for r, cell in enumerate(cells):
+        for c, init in enumerate(inits):
+            ax = axes[0][r] if flat else axes[r][c]
+            sel = acc[(acc.task == task) & (acc.cell == cell) & (acc.init == init)]
+            grid = np.full((len(hiddens), len(inputs)), np.nan)
+            for _, row in sel.iterrows():
+                if row.hidden in hiddens and row.input in inputs:
+                    grid[hiddens.index(row.hidden), inputs.index(row.input)] = 100 * row.best_val_acc
+            lab = f"({letters[k % 26]}) " if k < 26 else ""
+            im = style.annotated_heatmap(ax, grid, hiddens, inputs, title=f"{lab}{cell}, init {init}",
+                                         xlabel="input dim", ylabel="hidden dim")
+            k += 1
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    if im is not None:
+        fig.colorbar(im, ax=[a for row in axes for a in row], shrink=0.8, label="best val acc (%)")
+    return fig
+
+
+def figures(tables: dict, config: dict) -> dict:
+    acc = tables["accuracy"]
+    cells = cells_list(config["cells"])
+    figs = {}
+    for task in config["tasks"]:
+        figs[f"heatmaps_{task}"] = heatmap_figure(
+            acc, task, cells, list(range(config["inits"])), list(config["inputs"]), list(config["hiddens"]),
+            f"{task.capitalize()}: best validation accuracy (%) per size, cell and init "
+            f"({config['scale']} scale)")
+    return figs
+
+
+def run(config=None, **kw):
+    return base.run(NAME, config, **kw)
