@@ -66,6 +66,8 @@ def matvec(w: jnp.ndarray, v: jnp.ndarray) -> jnp.ndarray:
     """w @ v written as multiply-and-sum. Under vmap over models and sequences this becomes one
     fused elementwise loop instead of thousands of tiny batched matrix products, which is what
     makes populations of small cells fast on a CPU (see benchmarks/)."""
+    if _TRAILING:
+        return _matvec_trailing(w, v)
     if _MODE == "dot":
         return w @ v
     return jnp.sum(w * v, axis=-1)
@@ -73,6 +75,47 @@ def matvec(w: jnp.ndarray, v: jnp.ndarray) -> jnp.ndarray:
 
 import os as _os
 _MODE = _os.environ.get("RNNLAB_MATVEC", "dot")
+
+# ---- trailing-batch tracing (used by analysis.landscape's random-draw kernel) ----------------
+# Inside ``trailing_batch()`` a step is traced on arrays whose batch axes come AFTER the cell's
+# own axes: vectors [n, *B], matrices [m, n, *B'] (B' broadcastable to B). matvec then becomes an
+# unrolled multiply-add over n: pure elementwise code that XLA fuses into one vectorised loop
+# with the batch axes minor. Cells that use ``linear``/``matvec`` and split/concatenate along
+# axis 0 work unchanged; callers must check the result against the vmapped step.
+_TRAILING = False
+
+
+_TRAILING_HOOK = None
+
+
+def _matvec_trailing(w, v):
+    if _TRAILING_HOOK is not None:
+        return _TRAILING_HOOK(_matvec_unrolled, w, v)
+    return _matvec_unrolled(w, v)
+
+
+def _matvec_unrolled(w, v):
+    out = w[:, 0] * v[0]
+    for j in range(1, v.shape[0]):
+        out = out + w[:, j] * v[j]
+    return out
+
+
+class trailing_batch:
+    """Context manager: trace cell steps with trailing batch axes (see above). ``hook(f, w, v)``,
+    if given, computes every matvec (e.g. to place some of them outside a fusion)."""
+
+    def __init__(self, hook=None):
+        self.hook = hook
+
+    def __enter__(self):
+        global _TRAILING, _TRAILING_HOOK
+        self._prev = (_TRAILING, _TRAILING_HOOK)
+        _TRAILING, _TRAILING_HOOK = True, self.hook
+
+    def __exit__(self, *exc):
+        global _TRAILING, _TRAILING_HOOK
+        _TRAILING, _TRAILING_HOOK = self._prev
 
 
 def linear(p: dict, w: str, b: str | None, v: jnp.ndarray) -> jnp.ndarray:

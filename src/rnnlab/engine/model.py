@@ -62,14 +62,32 @@ class ModelSpec:
         return n
 
 
-def check_size(field: str, value) -> int:
+#: sanity limits: a size or a model beyond these is a typo, refused before anything is allocated
+MAX_SIZE = 10**7
+MAX_PARAMS_PER_MODEL = 10**7
+
+
+def check_size(field: str, value, limit: int = MAX_SIZE) -> int:
     try:
         ok = int(value) == value and int(value) >= 1
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         ok = False
     if not ok or isinstance(value, bool):
         raise ConfigError(f"{field}: must be a positive integer, got {value!r}")
+    if int(value) > limit:
+        raise ConfigError(f"{field}: {int(value)} is too large (at most {limit})")
     return int(value)
+
+
+def check_model_size(spec: "ModelSpec", input_dim: int, hidden: int,
+                     limit: int = MAX_PARAMS_PER_MODEL) -> int:
+    """The parameter count of one model; ConfigError naming `hidden` if it exceeds `limit`."""
+    n = spec.n_params(int(input_dim), int(hidden))
+    if n > limit:
+        field = "input" if spec.n_params(int(input_dim), 1) > limit else "hidden"
+        raise ConfigError(f"{field}: a {spec.cell} model with input {int(input_dim)} and hidden "
+                          f"{int(hidden)} has {n:,} parameters, more than the limit {limit:,}")
+    return n
 
 
 def param_axes(spec: ModelSpec) -> dict:

@@ -67,14 +67,17 @@ def make_population(spec: ModelSpec, input_dims, hiddens, seeds) -> Population:
     m = len(seeds)
     if m < 1:
         raise ConfigError("inits: a population needs at least one model")
-    e = _broadcast("input", input_dims, m).astype(np.int64)
-    h = _broadcast("hidden", hiddens, m).astype(np.int64)
+    e = _broadcast("input", input_dims, m)
+    h = _broadcast("hidden", hiddens, m)
     for name, arr in (("input", e), ("hidden", h)):
-        for v in arr:
-            mdl.check_size(name, v)
+        for v in arr:             # before any cast: 2.5 or "4" must not become an integer
+            mdl.check_size(name, v.item() if isinstance(v, np.generic) else v)
+    e, h = e.astype(np.int64), h.astype(np.int64)
     if not spec.embed:
         e = np.full(m, spec.vocab)
     emax, hmax = int(e.max()), int(h.max())
+    for ei, hi in {(int(a), int(b)) for a, b in zip(e, h)}:
+        mdl.check_model_size(spec, ei, hi)
 
     ps, ms = [], []
     for seed, ei, hi in zip(seeds, e, h):
@@ -85,6 +88,36 @@ def make_population(spec: ModelSpec, input_dims, hiddens, seeds) -> Population:
     params = jax.tree_util.tree_map(stack, *ps)
     mask = jax.tree_util.tree_map(stack, *ms)
     return Population(spec, e, h, seeds, params, mask)
+
+
+def population_from_params(spec: ModelSpec, trees, input_dims, hiddens, seeds) -> Population:
+    """A population holding given parameters: ``trees[i]`` is model i's parameter tree at its
+    own sizes (the layout of ``engine.model.init_params``), padded like :func:`make_population`.
+    seeds: one per model (they set the batch order when the population is trained)."""
+    trees = list(trees)
+    seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
+    m = len(seeds)
+    if m < 1 or len(trees) != m:
+        raise ConfigError(f"params: expected one parameter tree per seed ({m}), got {len(trees)}")
+    e = _broadcast("input", input_dims, m)
+    h = _broadcast("hidden", hiddens, m)
+    for name, arr in (("input", e), ("hidden", h)):
+        for v in arr:
+            mdl.check_size(name, v.item() if isinstance(v, np.generic) else v)
+    e, h = e.astype(np.int64), h.astype(np.int64)
+    if not spec.embed:
+        e = np.full(m, spec.vocab)
+    emax, hmax = int(e.max()), int(h.max())
+    ps, ms = [], []
+    for tree, ei, hi in zip(trees, e, h):
+        want = jax.tree_util.tree_map(np.shape, mdl.init_params_np(spec, 0, int(ei), int(hi)))
+        got = jax.tree_util.tree_map(np.shape, jax.tree_util.tree_map(np.asarray, tree))
+        if want != got:
+            raise ConfigError(f"params: a model of size {ei}x{hi} needs tensors {want}, got {got}")
+        ps.append(mdl.pad_params(spec, tree, int(ei), int(hi), emax, hmax))
+        ms.append(mdl.mask_for(spec, int(ei), int(hi), emax, hmax))
+    stack = lambda *xs: jnp.asarray(np.stack(xs), spec.jdtype)  # noqa: E731
+    return Population(spec, e, h, seeds, jax.tree_util.tree_map(stack, *ps), jax.tree_util.tree_map(stack, *ms))
 
 
 def apply_mask(params, mask):

@@ -95,6 +95,13 @@ def train_epoch(spec, protocol: Protocol, hmax: int, n_batches: int,
     return params, opt_state, alive, lsum / n, csum / jnp.maximum(nsum, 1.0)
 
 
+def epoch_protocol(protocol: Protocol) -> Protocol:
+    """The protocol with only the fields an epoch uses (optimizer, batch size, loss, shuffling,
+    divergence bound): schedules and stopping rules differ without recompiling the epoch."""
+    return Protocol(name="epoch", optimizer=protocol.optimizer, batch_size=protocol.batch_size,
+                    loss=protocol.loss, shuffle=protocol.shuffle, max_loss=protocol.max_loss)
+
+
 def init_opt_state(protocol: Protocol, params):
     if protocol.optimizer == "adam":
         return jax.vmap(optax.scale_by_adam().init)(params)
@@ -158,7 +165,7 @@ def train(pop: Population, protocol: Protocol, data: dict, *, lr=None, snapshots
             break
         was_active = active.copy()
         params, opt_state, alive, tr_loss, tr_acc = train_epoch(
-            spec, protocol, pop.hmax, n_batches, params, opt_state, pop.mask,
+            spec, epoch_protocol(protocol), pop.hmax, n_batches, params, opt_state, pop.mask,
             jnp.asarray(lr_np, dt), jnp.asarray(active), keys, epoch, dev["train"])
         alive = np.asarray(alive)
         tr_loss, tr_acc = np.asarray(tr_loss), np.asarray(tr_acc)

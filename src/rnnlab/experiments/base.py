@@ -21,6 +21,7 @@ import os
 import socket
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,10 +29,11 @@ import pandas as pd
 
 from .. import backends
 from ..analysis.claims import Claim
-from ..errors import ConfigError, RnnlabError
+from ..errors import ConfigError, RnnlabError, StoreError
 from ..plots import style
 from ..progress import progress_bar
 from ..store import Store, canonical, config_hash
+from ..store.files import looks_complete
 
 SCALES = ("quick", "paper", "tiny")
 
@@ -72,9 +74,9 @@ class Context:
         results: list = [None] * len(shards)
         todo = []
         for i, k in enumerate(keys):
-            if self.store.has("shards_done", k):
-                names = self.store.read("shards_done", k)["table"].tolist()
-                results[i] = {t: self.store.read(self._shard_table(t), k) for t in names}
+            cached = self._cached(k)
+            if cached is not None:
+                results[i] = cached
                 self.shards_reused += 1
             else:
                 todo.append(i)
@@ -95,6 +97,20 @@ class Context:
     def _shard_table(self, t: str) -> str:
         return f"shard.{self.name}.{t}"
 
+    def _cached(self, key: str) -> dict[str, pd.DataFrame] | None:
+        """The stored tables of shard `key`, or None when it must be computed: not finished, or
+        one of its files truncated or damaged (recomputing rewrites those files whole)."""
+        if not self.store.has("shards_done", key):
+            return None
+        try:
+            names = self.store.read("shards_done", key)["table"].tolist()
+            if not all(self.store.has(self._shard_table(t), key) for t in names):
+                raise StoreError(f"shard {key}: a table file is missing or truncated")
+            return {t: self.store.read(self._shard_table(t), key) for t in names}
+        except StoreError as e:
+            warnings.warn(f"{self.name}: recomputing stored shard {key}: {e}", RuntimeWarning, stacklevel=3)
+            return None
+
 
 def _module(name: str):
     from . import get
@@ -111,9 +127,25 @@ def resolve_config(mod, scale: str = "quick", config: dict | None = None) -> dic
             raise ConfigError(f"{k}: unknown config key for {mod.NAME}; known: {', '.join(sorted(cfg))}")
         cfg[k] = _coerce(k, v, cfg[k])
     cfg["scale"] = scale
+    if "seed" in cfg:          # every experiment has one; checked here, before anything is stored
+        from ..tasks.base import check_seed
+        check_seed(cfg["seed"])
+    if "cells" in cfg:
+        _check_cells(cfg["cells"])
     if hasattr(mod, "validate"):
         mod.validate(cfg)
     return cfg
+
+
+def _check_cells(value) -> None:
+    """Every experiment's "cells": a non-empty list (or comma string) of registered cells."""
+    from .. import cells
+    names = [c.strip() for c in value.split(",") if c.strip()] if isinstance(value, str) else value
+    if not isinstance(names, (list, tuple)) or not names:
+        raise ConfigError(f"cells: expected a non-empty list of cell names, got {value!r}")
+    for c in names:
+        if not isinstance(c, str) or c not in cells.CELLS:
+            raise ConfigError(f"cells: unknown cell {c!r}; known: {', '.join(sorted(cells.CELLS))}")
 
 
 def _coerce(key, value, default):
@@ -152,10 +184,15 @@ def run(name: str, config: dict | None = None, *, scale: str = "quick", out: str
     t0 = time.perf_counter()
     mod = _module(name)
     cfg = resolve_config(mod, scale, config)
+    if isinstance(backend, str) and backend not in backends.BACKENDS:   # before touching the store
+        raise ConfigError(f"backend: unknown backend {backend!r}; known: {', '.join(backends.BACKENDS)}")
     out_dir = Path(out) / mod.NAME
     store = store or Store(Path(out) / "store")
     version = getattr(mod, "VERSION", 1)
-    run_id = config_hash({"experiment": mod.NAME, "version": version, "config": cfg})
+    # the module's code is part of the run id: editing claims or figures re-renders them from the
+    # stored shards (whose keys hold VERSION, not the code), so no stale claims are ever served
+    run_id = config_hash({"experiment": mod.NAME, "version": version, "config": cfg,
+                          "code": _code_hash(mod)})
 
     with store.lock(f"run-{run_id}"):
         done = store.run(run_id)
@@ -185,6 +222,12 @@ def run(name: str, config: dict | None = None, *, scale: str = "quick", out: str
                                   "verdicts": {c.id: c.verdict for c in claims}})
     return ExperimentResult(mod.NAME, run_id, out_dir, cfg, tables, claims, wall, False,
                             ctx.shards_computed, ctx.shards_reused, paths)
+
+
+def _code_hash(mod) -> str:
+    import hashlib
+    import inspect
+    return hashlib.sha256(inspect.getsource(mod).encode()).hexdigest()[:16]
 
 
 def _write_outputs(mod, out_dir: Path, run_id, cfg, tables, claims, figs, wall, ctx, store) -> list[Path]:
@@ -219,9 +262,12 @@ def _write_json(path: Path, obj) -> None:
 
 def _outputs_present(out_dir: Path, run_id: str) -> bool:
     try:
-        return json.loads((out_dir / "run.json").read_text())["run_id"] == run_id and (out_dir / "claims.json").exists()
-    except (OSError, ValueError, KeyError):
+        ok = json.loads((out_dir / "run.json").read_text())["run_id"] == run_id and (out_dir / "claims.json").exists()
+        json.loads((out_dir / "claims.json").read_text())
+    except (OSError, ValueError, KeyError, TypeError):
         return False
+    # a damaged output table: write the outputs again (from the stored shards)
+    return ok and all(looks_complete(p) for p in out_dir.glob("*.parquet"))
 
 
 def _load_result(mod, out_dir: Path, run_id, cfg, wall) -> ExperimentResult:

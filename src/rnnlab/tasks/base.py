@@ -92,10 +92,18 @@ def _is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
-def check_positive_int(value, name: str) -> int:
-    """``value`` as a Python int, or ConfigError("<name>: must be a positive integer, got ...")."""
+#: sanity limits (a typo like 10**9 fails at once instead of trying to allocate it)
+MAX_SEQUENCES = 10**7
+MAX_LENGTH = 10**6
+
+
+def check_positive_int(value, name: str, limit: int = MAX_SEQUENCES) -> int:
+    """``value`` as a Python int, or ConfigError("<name>: must be a positive integer, got ...");
+    also a ConfigError above ``limit``."""
     if not _is_int(value) or value < 1:
         raise ConfigError(f"{name}: must be a positive integer, got {value!r}")
+    if value > limit:
+        raise ConfigError(f"{name}: {int(value)} is too large (at most {limit})")
     return int(value)
 
 
@@ -110,6 +118,8 @@ def check_length(value, spec: TaskSpec) -> int:
     """``length`` as a Python int, at least 1 and at least the task's ``min_length``."""
     if not _is_int(value) or value < 1:
         raise ConfigError(f"length: must be >= 1, got {value!r}")
+    if value > MAX_LENGTH:
+        raise ConfigError(f"length: {int(value)} is too large (at most {MAX_LENGTH})")
     if value < spec.min_length:
         raise ConfigError(f"length: task {spec.name!r} needs length >= {spec.min_length}, "
                           f"got {value!r}")

@@ -1,0 +1,280 @@
+"""Beyond one machine: the device choice, and shards on a real (local, loopback) Ray cluster give
+the same tables as the local backend, whatever the order of the shards or the number of workers.
+
+The Ray tests (marker ``ray``) start their own head node with ``ray start`` on 127.0.0.1 in its
+own process group and temp folder, and stop it by killing that process group (never a global
+``ray stop``, which would also stop other people's Ray instances on the machine).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pandas as pd
+import pytest
+
+import rnnlab
+from rnnlab import backends, device, experiments
+from rnnlab.backends.local import LocalBackend
+from rnnlab.errors import ConfigError
+from rnnlab.experiments.common import train_shard
+
+# --------------------------------------------------------------------------- shards used below
+
+_SHARD = dict(task="first", task_seed=3, cell="gru", init="torch", sizes=[[2, 2], [2, 4], [4, 2]],
+              seeds=[11, 12, 13], protocol="mehta", max_epochs=2,
+              data_sizes={"train": 96, "val": 48, "test": 48})
+
+
+def _assert_same(a: dict, b: dict):
+    assert sorted(a) == sorted(b)
+    for t in a:
+        pd.testing.assert_frame_equal(a[t].reset_index(drop=True), b[t].reset_index(drop=True),
+                                      check_exact=True, obj=t)
+
+
+# ----------------------------------------------------------------------------------- device
+
+
+def test_device_auto_picks_what_jax_sees():
+    assert device.select("auto") == ("gpu" if device.gpu_available() else "cpu")
+
+
+def test_device_unknown_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"^device: unknown device 'tpu'; known: auto, cpu, gpu$"):
+        device.select("tpu")
+
+
+def test_device_cpu():
+    if device.gpu_available():
+        pytest.skip("select('cpu') would switch this process off its GPU")
+    assert device.select("cpu") == "cpu"
+    assert jax.numpy.ones(2).devices() == {jax.devices("cpu")[0]}
+
+
+def test_device_gpu_without_gpu_is_a_config_error():
+    if device.gpu_available():
+        assert device.select("gpu") == "gpu"
+        return
+    with pytest.raises(ConfigError) as e:
+        device.select("gpu")
+    msg = str(e.value)
+    assert msg.startswith("device:") and "\n" not in msg
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-9), ("float32", 2e-3)])
+def test_population_on_gpu_matches_cpu(dtype, tol):
+    shard = dict(_SHARD, dtype=dtype, sizes=[[2, 2], [2, 4], [4, 2], [4, 4]], seeds=[1, 2, 3, 4])
+    with jax.default_device(jax.devices("cpu")[0]):
+        cpu = train_shard(shard)
+    with jax.default_device(jax.devices("gpu")[0]):
+        gpu = train_shard(shard)
+    c, g = cpu["curves"].dropna(subset=["loss"]), gpu["curves"].dropna(subset=["loss"])
+    for col in ("loss", "val_loss"):
+        np.testing.assert_allclose(g[col].to_numpy(), c[col].to_numpy(), rtol=tol, atol=tol)
+    # accuracies: at most one example may flip in float32 (a logit within rounding of a tie)
+    n_val = shard["data_sizes"]["val"]
+    atol_acc = 0 if dtype == "float64" else 1.0 / n_val + 1e-12
+    np.testing.assert_allclose(g["val_acc"].to_numpy(), c["val_acc"].to_numpy(), rtol=0, atol=atol_acc)
+    for (_, a), (_, b) in zip(cpu["params"].iterrows(), gpu["params"].iterrows()):
+        np.testing.assert_allclose(b["values"], a["values"], rtol=tol, atol=tol)
+
+
+# ------------------------------------------------------------------------------ ray: basics
+
+
+def test_ray_missing_is_a_config_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)          # makes `import ray` raise ImportError
+    with pytest.raises(ConfigError, match=r"^backend: ray is not installed; pip install 'rnnlab\[ray\]'$"):
+        backends.get("ray")
+
+
+def test_unknown_backend_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"^backend: unknown backend 'spark'"):
+        backends.get("spark")
+
+
+# ------------------------------------------------------------------------ ray: a real cluster
+
+RAY_START_S: dict = {}
+
+
+def _free_ports(n):
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _group_pids(pgid):
+    pids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                if os.getpgid(int(d)) == pgid:
+                    pids.append(int(d))
+            except OSError:
+                continue
+    return pids
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A head node on 127.0.0.1 with 2 CPUs, started with the venv's `ray start`; yields its
+    address. Stopped by killing its own process group (and only it)."""
+    pytest.importorskip("ray")
+    ray_bin = Path(sys.executable).with_name("ray")
+    if not ray_bin.exists():
+        pytest.skip(f"{ray_bin} not found")
+    tmp = tempfile.mkdtemp(prefix="rnnlab-ray-", dir="/tmp")       # short: Ray's socket paths
+    port, dash, agent, agent_grpc, renv, metrics = _free_ports(6)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["RAY_USAGE_STATS_ENABLED"] = "0"
+    cmd = [str(ray_bin), "start", "--head", "--num-cpus", "2", "--port", str(port),
+           "--node-ip-address", "127.0.0.1", "--include-dashboard=false", "--disable-usage-stats",
+           "--temp-dir", tmp, "--dashboard-port", str(dash),
+           "--dashboard-agent-listen-port", str(agent), "--dashboard-agent-grpc-port", str(agent_grpc),
+           "--runtime-env-agent-port", str(renv), "--metrics-export-port", str(metrics)]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True, text=True)
+    pgid = proc.pid
+    try:
+        out, _ = proc.communicate(timeout=60)
+        RAY_START_S["ray start"] = time.perf_counter() - t0
+        assert proc.returncode == 0, out[-3000:]
+        yield f"127.0.0.1:{port}"
+    finally:
+        import ray
+        if ray.is_initialized():
+            ray.shutdown()
+        for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline and _group_pids(pgid):
+                time.sleep(0.1)
+            if not _group_pids(pgid):
+                break
+        shutil.rmtree(tmp, ignore_errors=True)
+        print(f"\n`ray start` took {RAY_START_S.get('ray start', float('nan')):.1f} s")
+
+
+@pytest.fixture(scope="module")
+def worker_env(tmp_path_factory):
+    """Workers inherit the driver's JAX_* settings: a shared compilation cache, so the second
+    batch of workers loads what the first compiled (speed only; results are compared exactly)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path_factory.mktemp("jax-cache")))
+        mp.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+        yield
+
+
+EXP = "capacity-inits"
+
+
+@pytest.fixture(scope="module")
+def both_runs(ray_cluster, worker_env, tmp_path_factory):
+    """capacity-inits at scale tiny through the Ray cluster (its workers compile first and fill
+    the shared compilation cache), then through the local backend in a fresh process."""
+    ray_res = experiments.run(EXP, scale="tiny", backend="ray", address=ray_cluster,
+                              out=tmp_path_factory.mktemp("ray"), progress=False)
+    local_out = tmp_path_factory.mktemp("local")
+    r = subprocess.run([sys.executable, "-m", "rnnlab.cli", "run", EXP, "--scale", "tiny", "--out",
+                        str(local_out), "--quiet", "--device", "cpu"],
+                       capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                           p for p in (str(Path(rnnlab.__file__).resolve().parent.parent),
+                                       os.environ.get("PYTHONPATH")) if p)})
+    assert r.returncode == 0, r.stderr[-3000:]
+    return ray_res, local_out
+
+
+@pytest.mark.ray
+def test_ray_experiment_tables_equal_local(both_runs):
+    ray_res, local_out = both_runs
+    local_dir = local_out / EXP
+    assert not __import__("ray").is_initialized()              # the run disconnected its driver
+    local_info = json.loads((local_dir / "run.json").read_text())
+    ray_info = json.loads((ray_res.out_dir / "run.json").read_text())
+    assert ray_info["run_id"] == local_info["run_id"] == ray_res.run_id
+    assert (ray_info["backend"], local_info["backend"]) == ("ray", "local")
+    assert ray_info["shards_computed"] == local_info["shards_computed"] == 4
+    names = sorted(p.name for p in local_dir.glob("*.parquet"))
+    assert names == sorted(p.name for p in ray_res.out_dir.glob("*.parquet")) and names
+    for n in names:
+        pd.testing.assert_frame_equal(pd.read_parquet(ray_res.out_dir / n),
+                                      pd.read_parquet(local_dir / n), check_exact=True, obj=n)
+    assert (ray_res.out_dir / "claims.json").read_text() == (local_dir / "claims.json").read_text()
+
+
+@pytest.mark.ray
+def test_ray_shard_results_do_not_depend_on_order_or_workers(both_runs, ray_cluster):
+    import ray
+    from rnnlab.experiments.base import Context
+    from rnnlab.experiments.trainability_grid import accuracy_shard, grid_shards
+    from rnnlab.store import Store
+    ray_res, local_out = both_runs
+    shards = grid_shards(ray_res.config, tag=4)                # capacity-inits' own shards
+    store = Store(local_out / "store")                         # what the local backend stored
+    ctx = Context(EXP, experiments.get(EXP).VERSION, ray_res.config, store, None, False)
+    local = [ctx._cached(ctx.shard_key(accuracy_shard, sh)) for sh in shards]
+    assert all(x is not None for x in local)
+    with backends.get("ray", ray_cluster) as be:
+        assert be.name == "ray"
+        two = dict(be.map(accuracy_shard, shards[::-1]))       # 2 workers, reverse order
+        be.max_in_flight = 1
+        one = dict(be.map(accuracy_shard, shards))             # 1 worker at a time, in order
+        # a backend made while Ray is connected uses that connection and leaves it open
+        with backends.get("ray", ray_cluster) as inner:
+            # a shard's deliberate error reaches the driver as itself (one line, same type)
+            with pytest.raises(ConfigError, match=r"^cell: unknown cell 'no-such-cell'"):
+                list(inner.map(train_shard, [dict(_SHARD, cell="no-such-cell")]))
+        assert ray.is_initialized()
+    assert not ray.is_initialized()                            # closed what it opened
+    n = len(shards)
+    assert sorted(one) == sorted(two) == list(range(n))
+    for i in range(n):
+        _assert_same(one[i], local[i])
+        _assert_same(two[n - 1 - i], local[i])
+
+
+def test_ray_unreachable_address_fails_fast():
+    pytest.importorskip("ray")
+    (port,) = _free_ports(1)                                   # nothing listens there
+    t0 = time.perf_counter()
+    for address, start in ((f"127.0.0.1:{port}", "address: no Ray cluster answers"),
+                           ("no-port", "address: expected HOST:PORT")):
+        with pytest.raises(ConfigError, match=f"^{start}"):
+            backends.get("ray", address)
+    assert time.perf_counter() - t0 < 15
+
+
+def _square(shard):
+    return shard["x"] ** 2
+
+
+def test_local_backend_yields_every_shard_in_order():
+    be = backends.get("local")
+    assert isinstance(be, LocalBackend) and be.name == "local"
+    assert list(be.map(_square, [{"x": 3}, {"x": 1}, {"x": 2}])) == [(0, 9), (1, 1), (2, 4)]
+    be.close()
