@@ -34,6 +34,12 @@ class Cell:
     bias_params: tuple[str, ...] = ()       # names dropped when bias=False
     reference: str = ""                     # paper / torch class it follows
     parallel: Callable | None = None        # optional parallel-scan form over a whole sequence
+    # Optional split of `step` into an input part and a recurrent part, with
+    # step(p, s, x) == step_proj(p, s, input_proj(p, x)) exactly. The input part depends on x
+    # alone, so the engine computes it once per vocabulary entry (a [vocab, gates*hidden]
+    # table) instead of once per position and sequence. Cells without it use `step`.
+    input_proj: Callable | None = None      # input_proj(p, x) -> xproj
+    step_proj: Callable | None = None       # step_proj(p, state, xproj) -> state
 
     def param_specs(self, bias: bool = True) -> dict[str, Param]:
         return {k: v for k, v in self.params.items() if bias or k not in self.bias_params}
@@ -61,20 +67,27 @@ class Cell:
         """The part of the state the readout sees (LSTM: h, not c)."""
         return state[..., :hidden]
 
+    @property
+    def split(self) -> bool:
+        """Whether the engine may hoist the input projection out of the recurrence."""
+        return self.input_proj is not None and self.step_proj is not None
+
+
+def split_step(input_proj: Callable, step_proj: Callable) -> Callable:
+    """The plain step of a split cell: step_proj after input_proj (the same arithmetic)."""
+    def step(p, state, x):
+        return step_proj(p, state, input_proj(p, x))
+    return step
+
 
 def matvec(w: jnp.ndarray, v: jnp.ndarray) -> jnp.ndarray:
-    """w @ v written as multiply-and-sum. Under vmap over models and sequences this becomes one
-    fused elementwise loop instead of thousands of tiny batched matrix products, which is what
-    makes populations of small cells fast on a CPU (see benchmarks/)."""
+    """w @ v for one model (w [m, n], v [n]). Under vmap over models and sequences XLA batches
+    it into one dot_general per step, which measured fastest for training populations
+    (benchmarks/train_population.py; multiply-and-sum forms were 1.2-4x slower there). Inside
+    ``trailing_batch()`` it is an unrolled multiply-add instead (see below)."""
     if _TRAILING:
         return _matvec_trailing(w, v)
-    if _MODE == "dot":
-        return w @ v
-    return jnp.sum(w * v, axis=-1)
-
-
-import os as _os
-_MODE = _os.environ.get("RNNLAB_MATVEC", "dot")
+    return w @ v
 
 # ---- trailing-batch tracing (used by analysis.landscape's random-draw kernel) ----------------
 # Inside ``trailing_batch()`` a step is traced on arrays whose batch axes come AFTER the cell's
@@ -124,3 +137,8 @@ def linear(p: dict, w: str, b: str | None, v: jnp.ndarray) -> jnp.ndarray:
     if b is not None and b in p:
         out = out + p[b]
     return out
+
+
+def input_linear(p: dict, x: jnp.ndarray) -> jnp.ndarray:
+    """The input projection every built-in cell starts with: W_ih x (+ b_ih)."""
+    return linear(p, "W_ih", "b_ih", x)

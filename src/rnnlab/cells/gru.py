@@ -8,7 +8,7 @@ gru-s : Sterin et al. section II.B; gate blocks z, r, h; the reset gate scales h
 import jax
 import jax.numpy as jnp
 
-from .base import Cell, Param, linear
+from .base import Cell, Param, input_linear, linear, split_step
 
 _PARAMS = {
     "W_ih": Param(("gh", "in"), "w_in"),
@@ -18,8 +18,8 @@ _PARAMS = {
 }
 
 
-def gru_step(p, h, x):
-    gi = linear(p, "W_ih", "b_ih", x)
+def gru_proj(p, h, gi):
+    """The recurrent part of a torch GRU step; gi = W_ih x + b_ih."""
     gh = linear(p, "W_hh", "b_hh", h)
     i_r, i_z, i_n = jnp.split(gi, 3)
     h_r, h_z, h_n = jnp.split(gh, 3)
@@ -29,8 +29,8 @@ def gru_step(p, h, x):
     return (1.0 - z) * n + z * h
 
 
-def gru_s_step(p, h, x):
-    gi = linear(p, "W_ih", "b_ih", x)
+def gru_s_proj(p, h, gi):
+    """The recurrent part of a Sterin GRU step; gi = U x (+ b)."""
     i_z, i_r, i_h = jnp.split(gi, 3)
     W_z, W_r, W_h = jnp.split(p["W_hh"], 3)
     if "b_hh" in p:
@@ -43,7 +43,10 @@ def gru_s_step(p, h, x):
     return (1.0 - z) * hc + z * h
 
 
+gru_step = split_step(input_linear, gru_proj)
+gru_s_step = split_step(input_linear, gru_s_proj)
+
 GRU = Cell("gru", 3, _PARAMS, gru_step, bias_params=("b_ih", "b_hh"),
-           reference="Mehta eqs. (3)-(6); torch.nn.GRU")
+           reference="Mehta eqs. (3)-(6); torch.nn.GRU", input_proj=input_linear, step_proj=gru_proj)
 GRU_S = Cell("gru-s", 3, _PARAMS, gru_s_step, bias_params=("b_ih", "b_hh"),
-             reference="Sterin et al. section II.B")
+             reference="Sterin et al. section II.B", input_proj=input_linear, step_proj=gru_s_proj)

@@ -6,7 +6,7 @@ rnn-sigmoid : Sterin et al. eq. (1), h = sigmoid(U x + W h [+ b]).
 import jax
 import jax.numpy as jnp
 
-from .base import Cell, Param, linear
+from .base import Cell, Param, input_linear, linear, split_step
 
 _PARAMS = {
     "W_ih": Param(("gh", "in"), "w_in"),
@@ -16,13 +16,16 @@ _PARAMS = {
 }
 
 
-def _step(act):
-    def step(p, h, x):
-        return act(linear(p, "W_ih", "b_ih", x) + linear(p, "W_hh", "b_hh", h))
-    return step
+def _proj(act):
+    def step_proj(p, h, xi):
+        return act(xi + linear(p, "W_hh", "b_hh", h))
+    return step_proj
 
 
-RNN_TANH = Cell("rnn-tanh", 1, _PARAMS, _step(jnp.tanh), bias_params=("b_ih", "b_hh"),
-                reference="Mehta eq. (1); torch.nn.RNN")
-RNN_SIGMOID = Cell("rnn-sigmoid", 1, _PARAMS, _step(jax.nn.sigmoid), bias_params=("b_ih", "b_hh"),
-                   reference="Sterin et al. eq. (1)")
+_tanh_proj, _sigmoid_proj = _proj(jnp.tanh), _proj(jax.nn.sigmoid)
+
+RNN_TANH = Cell("rnn-tanh", 1, _PARAMS, split_step(input_linear, _tanh_proj), bias_params=("b_ih", "b_hh"),
+                reference="Mehta eq. (1); torch.nn.RNN", input_proj=input_linear, step_proj=_tanh_proj)
+RNN_SIGMOID = Cell("rnn-sigmoid", 1, _PARAMS, split_step(input_linear, _sigmoid_proj),
+                   bias_params=("b_ih", "b_hh"), reference="Sterin et al. eq. (1)",
+                   input_proj=input_linear, step_proj=_sigmoid_proj)

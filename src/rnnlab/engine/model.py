@@ -248,3 +248,60 @@ def forward(spec: ModelSpec, p: dict, tokens: jnp.ndarray, length, hmax: int):
     """(outputs [T, n_outputs], states [T, state]) of one model on one token sequence."""
     states = run_states(spec, p, embed_inputs(spec, p, tokens), length, hmax)
     return readout(spec, p, spec.cell_def.hidden_of(states, hmax)), states
+
+
+# ----------------------------------------------------------------------------- training fast path
+#
+# What the population trainer and evaluator run (benchmarks/train_population.py measures it).
+# Same arithmetic as `forward`, organised for speed:
+#  * a split cell's input projection depends on the token alone, so it is computed once per
+#    vocabulary entry (a [vocab, xproj] table: W_ih e_v + b_ih) and gathered, instead of a
+#    matrix product per position and sequence inside the recurrence;
+#  * the readout is taken only at the positions that are scored (static), e.g. the last
+#    position of a classification task, instead of at every step.
+
+
+def input_table(spec: ModelSpec, p: dict) -> jnp.ndarray:
+    """[vocab, xproj]: a split cell's input projection of every input token."""
+    x = p["emb"] if spec.embed else jnp.eye(spec.vocab, dtype=spec.jdtype)
+    return jax.vmap(spec.cell_def.input_proj, in_axes=(None, 0))(p["cell"], x)
+
+
+def token_states(spec: ModelSpec, p: dict, tokens: jnp.ndarray, length, hmax: int,
+                 table: jnp.ndarray | None = None) -> jnp.ndarray:
+    """States [T, state] of one model on one token sequence, like ``run_states(embed_inputs())``
+    (positions >= length keep the last valid state); a split cell reads its input projections
+    from `table` (default: :func:`input_table`)."""
+    cell = spec.cell_def
+    if not cell.split:
+        return run_states(spec, p, embed_inputs(spec, p, tokens), length, hmax)
+    xp = (input_table(spec, p) if table is None else table)[tokens]          # [T, xproj]
+    s0 = cell.init_state(hmax, spec.jdtype)
+
+    def body(s, inp):
+        xt, t = inp
+        s_new = cell.step_proj(p["cell"], s, xt)
+        s = jnp.where(t < length, s_new, s)
+        return s, s
+    _, states = jax.lax.scan(body, s0, (xp, jnp.arange(tokens.shape[0])))
+    return states
+
+
+def outputs_at(spec: ModelSpec, p: dict, tokens: jnp.ndarray, length, hmax: int,
+               positions: tuple | None = None, table: jnp.ndarray | None = None) -> jnp.ndarray:
+    """Outputs [P, n_outputs] of one model on one token sequence at the static `positions`
+    (all T positions when None)."""
+    states = token_states(spec, p, tokens, length, hmax, table)
+    if positions is not None:
+        states = states[np.asarray(positions)] if not _is_range(positions) else \
+            states[positions[0]:positions[-1] + 1]
+    return readout(spec, p, spec.cell_def.hidden_of(states, hmax))
+
+
+def _is_range(positions) -> bool:
+    return len(positions) > 0 and tuple(positions) == tuple(range(positions[0], positions[-1] + 1))
+
+
+def scored_positions(target_mask) -> tuple:
+    """The static tuple of positions where any sequence is scored (target_mask != 0)."""
+    return tuple(int(t) for t in np.flatnonzero(np.asarray(target_mask).any(axis=0)))

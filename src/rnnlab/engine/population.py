@@ -145,26 +145,71 @@ def sequence_loss(spec: ModelSpec, loss: str, p, tokens, length, targets, tmask,
     return jnp.sum(per * tmask), jnp.sum(ok * tmask), jnp.sum(tmask)
 
 
-def batch_loss(spec, loss, p, mask, hmax, tokens, lengths, targets, tmask, accept, weights):
+def _terms(loss: str, out, targets, tmask, accept):
+    """(loss, n_correct, n_counted) of one sequence from its outputs [P, O] and the targets,
+    masks and accepted outputs at the same P positions."""
+    if loss == "xent":
+        logp = jax.nn.log_softmax(out, axis=-1)
+        per = -jnp.take_along_axis(logp, targets[:, None], axis=-1)[:, 0]
+    elif loss == "sse":
+        onehot = jax.nn.one_hot(targets, out.shape[-1], dtype=out.dtype)
+        per = jnp.sum((out - onehot) ** 2, axis=-1)
+    else:
+        raise ConfigError(f"loss: unknown loss {loss!r}; known: xent, sse")
+    pred = jnp.argmax(out, axis=-1)
+    ok = jnp.take_along_axis(accept, pred[:, None], axis=-1)[:, 0]
+    return jnp.sum(per * tmask), jnp.sum(ok * tmask), jnp.sum(tmask)
+
+
+def _batch_terms(spec, loss, pm, hmax, tokens, lengths, targets, tmask, accept, positions):
+    """Per-sequence (loss, n_correct, n_counted) [N] of one (masked) model on a batch through
+    the fast path (model.outputs_at). With `positions`, targets/tmask/accept are given at those
+    positions only ([N, P, ...]); positions that are never scored are not read out at all."""
+    table = mdl.input_table(spec, pm) if spec.cell_def.split else None
+
+    def one(tok, ln, tg, tm, ac):
+        out = mdl.outputs_at(spec, pm, tok, ln, hmax, positions, table)
+        return _terms(loss, out, tg, tm, ac)
+    return jax.vmap(one)(tokens, lengths, targets, tmask, accept)
+
+
+def batch_loss(spec, loss, p, mask, hmax, tokens, lengths, targets, tmask, accept, weights,
+               positions: tuple | None = None):
     """Mean over the batch (weighted: padding rows have weight 0) of the per-sequence loss.
-    One model; p is unmasked, the mask is applied here so padded entries get zero gradient."""
+    One model; p is unmasked, the mask is applied here so padded entries get zero gradient.
+    positions: the static scored positions; targets, tmask and accept are then given at those
+    positions only (see :func:`_batch_terms`)."""
     pm = apply_mask(p, mask)
-    f = partial(sequence_loss, spec, loss, pm, hmax=hmax)
-    per, correct, count = jax.vmap(f)(tokens, lengths, targets, tmask, accept)
+    per, correct, count = _batch_terms(spec, loss, pm, hmax, tokens, lengths, targets, tmask, accept,
+                                       positions)
     wsum = jnp.maximum(jnp.sum(weights), 1.0)
     return jnp.sum(per * weights) / wsum, (jnp.sum(correct * weights), jnp.sum(count * weights))
 
 
-@partial(jax.jit, static_argnames=("spec", "loss", "hmax", "chunk"))
-def evaluate(spec, loss, hmax, params, mask, data, chunk: int = 0):
+def at_positions(data: dict, positions: tuple | None) -> dict:
+    """The per-position arrays of a device data dict cut to the static `positions`."""
+    if not positions:
+        return data
+    idx = np.asarray(positions)
+    out = dict(data)
+    for k in ("targets", "target_mask", "accept"):
+        out[k] = data[k][:, idx]
+    return out
+
+
+@partial(jax.jit, static_argnames=("spec", "loss", "hmax", "chunk", "positions"))
+def evaluate(spec, loss, hmax, params, mask, data, chunk: int = 0, positions: tuple | None = None):
     """Per-model (mean loss, accuracy) on a whole data set. data: dict of device arrays
     (tokens, lengths, targets, target_mask, accept). Accuracy = fraction of counted positions
-    whose argmax output is accepted."""
+    whose argmax output is accepted. positions: the static positions where target_mask can be
+    non-zero (None: all; see model.scored_positions) - only those are read out."""
+    positions = positions or None
+    d = at_positions(data, positions)
+
     def one(p, m):
         pm = apply_mask(p, m)
-        f = partial(sequence_loss, spec, loss, pm, hmax=hmax)
-        per, correct, count = jax.vmap(f)(data["tokens"], data["lengths"], data["targets"],
-                                          data["target_mask"], data["accept"])
+        per, correct, count = _batch_terms(spec, loss, pm, hmax, d["tokens"], d["lengths"], d["targets"],
+                                           d["target_mask"], d["accept"], positions)
         return jnp.mean(per), jnp.sum(correct) / jnp.maximum(jnp.sum(count), 1.0)
     return jax.vmap(one)(params, mask)
 

@@ -18,7 +18,8 @@ import optax
 import pandas as pd
 
 from ..progress import progress_bar
-from .population import Population, apply_mask, batch_loss, evaluate
+from . import model as mdl
+from .population import Population, apply_mask, at_positions, batch_loss, evaluate
 from .protocols import Protocol
 
 DATA_KEYS = ("tokens", "lengths", "targets", "target_mask", "accept")
@@ -44,10 +45,14 @@ def _all_finite(tree):
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
-@partial(jax.jit, static_argnames=("spec", "protocol", "hmax", "n_batches"))
+@partial(jax.jit, static_argnames=("spec", "protocol", "hmax", "n_batches", "positions"))
 def train_epoch(spec, protocol: Protocol, hmax: int, n_batches: int,
-                params, opt_state, mask, lr, active, keys, epoch, data):
-    """One epoch for all models. Returns (params, opt_state, alive, mean_loss, train_acc)."""
+                params, opt_state, mask, lr, active, keys, epoch, data, positions: tuple | None = None):
+    """One epoch for all models. Returns (params, opt_state, alive, mean_loss, train_acc).
+    positions: the static positions where data["target_mask"] can be non-zero (None: all; see
+    model.scored_positions); only those are read out and scored."""
+    positions = positions or None
+    data = at_positions(data, positions)
     n = data["tokens"].shape[0]
     b = protocol.batch_size
     total = n_batches * b
@@ -60,7 +65,7 @@ def train_epoch(spec, protocol: Protocol, hmax: int, n_batches: int,
     w = (jnp.arange(total) < n).astype(lr.dtype).reshape(n_batches, b)  # [nb, B]
 
     adam = optax.scale_by_adam()
-    lossf = partial(batch_loss, spec, protocol.loss)
+    lossf = partial(batch_loss, spec, protocol.loss, positions=positions)
 
     def one_model(p, o, m, ix, wt, lr_m):
         sel = {k: data[k][ix] for k in DATA_KEYS}
@@ -150,8 +155,11 @@ def train(pop: Population, protocol: Protocol, data: dict, *, lr=None, snapshots
     rows = []
     snaps = [jax.tree_util.tree_map(np.asarray, params)] if snapshots else []
 
+    positions = {k: mdl.scored_positions(v.target_mask) for k, v in data.items()}
+
     def measure(split, p):
-        loss, acc = evaluate(spec, protocol.loss, pop.hmax, p, pop.mask, dev[split])
+        loss, acc = evaluate(spec, protocol.loss, pop.hmax, p, pop.mask, dev[split],
+                             positions=positions[split])
         return np.asarray(loss), np.asarray(acc)
 
     val_loss0, val_acc0 = measure("val", params)
@@ -166,7 +174,8 @@ def train(pop: Population, protocol: Protocol, data: dict, *, lr=None, snapshots
         was_active = active.copy()
         params, opt_state, alive, tr_loss, tr_acc = train_epoch(
             spec, epoch_protocol(protocol), pop.hmax, n_batches, params, opt_state, pop.mask,
-            jnp.asarray(lr_np, dt), jnp.asarray(active), keys, epoch, dev["train"])
+            jnp.asarray(lr_np, dt), jnp.asarray(active), keys, epoch, dev["train"],
+            positions=positions["train"])
         alive = np.asarray(alive)
         tr_loss, tr_acc = np.asarray(tr_loss), np.asarray(tr_acc)
         newly_div = was_active & ~alive

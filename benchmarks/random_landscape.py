@@ -1,0 +1,208 @@
+"""Accuracies of untrained random models (Mehta VI.A) against one torch model at a time.
+
+rnnlab: ``analysis.landscape.Landscape(spec, input, hidden, val_data).correct(0, n)`` - n random
+draws (PyTorch default init, the M task's "torch" scheme) of GRU and rnn-tanh at (2,2), (2,4),
+(4,2), (4,4), evaluated on the 2000 validation sequences of First (10^4 draws per size; 2000 with
+--quick). Baseline: per draw, a fresh torch model (nn.Embedding, nn.GRU/nn.RNN, nn.Linear with
+torch's default init) runs the 2000 sequences as one batch under no_grad and the accuracy is
+taken from the last state; timed on a slice of draws, interleaved with rnnlab.
+
+Also reported: the fraction of the machine's float32 peak the kernel reaches. The peak is
+measured with a large jnp matmul (best of several, all cores); the kernel's useful work per
+model is counted with XLA's cost analysis of the cell's own step (recurrent part, once per
+distinct prefix), its input projection (once per word) and the readout (once per sequence).
+Target: >= 25% of peak.
+
+    python benchmarks/random_landscape.py [--quick]
+"""
+from __future__ import annotations
+
+import time
+
+try:
+    from . import common
+except ImportError:       # run as a script
+    import common
+
+WORKLOAD = "random_landscape"
+TARGET_PEAK = 0.25
+TORCH_CELLS = {"gru": "GRU", "rnn-tanh": "RNN", "lstm": "LSTM"}
+
+
+def config(quick: bool) -> dict:
+    return {"cells": ["gru", "rnn-tanh"], "sizes": [[2, 2], [2, 4], [4, 2], [4, 4]],
+            "draws": 2000 if quick else 10_000, "torch_draws": 10 if quick else 30, "n_val": 2000,
+            "reps": 2 if quick else 3}
+
+
+def _val(n_val: int):
+    from rnnlab import tasks
+    return tasks.splits("first", 0, {"train": 32, "val": n_val, "test": 32})["val"]
+
+
+# ----------------------------------------------------------------------------- peak and flops
+
+
+def peak_gflops(n: int = 1024, reps: int = 5) -> float:
+    """Best float32 matmul throughput of this process (GFLOP/s, 2 n^3 per product)."""
+    import jax
+    import jax.numpy as jnp
+    a = jnp.ones((n, n), jnp.float32)
+    b = jnp.ones((n, n), jnp.float32) * 0.5
+    f = jax.jit(lambda a, b: a @ b)
+    common.block(f(a, b))
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        common.block(f(a, b))
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n ** 3 / best / 1e9
+
+
+def _xla_flops(f, *args) -> float:
+    ca = f.lower(*args).compile().cost_analysis()
+    if isinstance(ca, (list, tuple)):
+        ca = ca[0]
+    return float(ca.get("flops", 0.0)) + float(ca.get("transcendentals", 0.0))
+
+
+def useful_flops_per_model(spec, E: int, H: int, plan, n_seq: int) -> float:
+    """XLA-counted FLOPs of the work one model needs (transcendentals count 1)."""
+    import jax
+    import jax.numpy as jnp
+    from rnnlab.engine import model as mdl
+    cell = spec.cell_def
+    p = mdl.init_params(spec, jax.random.PRNGKey(0), E, H)
+    s = cell.init_state(H, spec.jdtype)
+    x = jnp.zeros((spec.input_size(E),), spec.jdtype)
+    if cell.split:
+        xp = cell.input_proj(p["cell"], x)
+        rec = _xla_flops(jax.jit(cell.step_proj), p["cell"], s, xp)
+        inp = _xla_flops(jax.jit(cell.input_proj), p["cell"], x)
+    else:
+        rec, inp = _xla_flops(jax.jit(cell.step), p["cell"], s, x), 0.0
+    out = _xla_flops(jax.jit(lambda p, h: mdl.readout(spec, p, h)), p, jnp.zeros((H,), spec.jdtype))
+    return plan.n_prefixes * rec + spec.vocab * inp + n_seq * out
+
+
+# ----------------------------------------------------------------------------- the two sides
+
+
+def _landscape(cell: str, E: int, H: int, val):
+    from rnnlab.analysis import landscape as L
+    from rnnlab.experiments.common import model_spec
+    spec = model_spec("first", cell, "torch")
+    return L.Landscape(spec, E, H, val, seed=0), spec
+
+
+class TorchDraws:
+    def __init__(self, cell: str, E: int, H: int, val):
+        import torch
+        self.torch = torch
+        self.X = torch.tensor(val.tokens, dtype=torch.long)
+        self.Y = torch.tensor(val.labels, dtype=torch.long)
+        self.cell, self.E, self.H = cell, E, H
+
+    def __call__(self, n: int):
+        torch = self.torch
+        accs = []
+        with torch.no_grad():
+            for _ in range(n):
+                emb = torch.nn.Embedding(10, self.E)
+                rec = getattr(torch.nn, TORCH_CELLS[self.cell])(self.E, self.H, batch_first=True)
+                lin = torch.nn.Linear(self.H, 2)
+                out = rec(emb(self.X))[1]
+                h = out[0] if isinstance(out, tuple) else out
+                accs.append(float((lin(h[-1]).argmax(-1) == self.Y).float().mean()))
+        return accs
+
+
+def _best_threads(f: TorchDraws) -> int:
+    import torch
+    best, best_t = 1, float("inf")
+    for _ in range(2):
+        for t in (1, 2):
+            torch.set_num_threads(t)
+            t0 = time.perf_counter()
+            f(2)
+            if time.perf_counter() - t0 < best_t:
+                best, best_t = t, time.perf_counter() - t0
+    torch.set_num_threads(best)
+    return best
+
+
+def measure(cells, sizes, draws: int, torch_draws: int, n_val: int, reps: int) -> dict:
+    val = _val(n_val)
+    peak = peak_gflops()
+    rows = []
+    for cell in cells:
+        for E, H in sizes:
+            ls, spec = _landscape(cell, E, H, val)
+            t0 = time.perf_counter()
+            ls.chunk_correct(0)                                   # compiles
+            compile_s = time.perf_counter() - t0
+            th = TorchDraws(cell, E, H, val)
+            threads = _best_threads(th)
+            t = common.interleave({"rnnlab": lambda: ls.correct(0, draws), "torch": lambda: th(torch_draws)}, reps)
+            r_wall = common.median(t["rnnlab"]["wall"])
+            b_wall = common.median(t["torch"]["wall"])
+            r_mps, b_mps = draws / r_wall, torch_draws / b_wall
+            flops = useful_flops_per_model(spec, E, H, ls.plan, len(val))
+            frac = r_mps * flops / (peak * 1e9)
+            rows.append({"case": f"{cell} {E}x{H}", "draws": draws, "rnnlab_models_s": r_mps,
+                         "torch_models_s": b_mps, "ratio": r_mps / b_mps,
+                         "rnnlab_models_cpu_s": draws / common.median(t["rnnlab"]["cpu"]),
+                         "mflop_per_model": flops / 1e6, "gflops": r_mps * flops / 1e9,
+                         "peak_gflops": peak, "frac_peak": frac, "target": TARGET_PEAK,
+                         "met": bool(frac >= TARGET_PEAK), "compile_s": compile_s, "fast_path": ls.fast,
+                         "torch_threads": threads})
+    return {"cases": rows, "peak_gflops": peak}
+
+
+def rnnlab_once(cell: str, E: int, H: int, draws: int, n_val: int) -> dict:
+    ls, _ = _landscape(cell, E, H, _val(n_val))
+    ls.correct(0, draws)
+    return {}
+
+
+def baseline_once(cell: str, E: int, H: int, torch_draws: int, n_val: int) -> dict:
+    import torch
+    torch.set_num_threads(1)
+    TorchDraws(cell, E, H, _val(n_val))(torch_draws)
+    return {}
+
+
+def run(quick: bool = False, isolate: bool = True, memory: bool = True, **overrides) -> dict:
+    cfg = {**config(quick), **overrides}
+    kw = {k: cfg[k] for k in ("cells", "sizes", "draws", "torch_draws", "n_val", "reps")}
+    res = common.run_child("random_landscape", "measure", kw) if isolate else measure(**kw)
+    cases = res["cases"]
+    if memory:   # the largest size of each cell
+        for r in cases:
+            cell, size = r["case"].split()
+            E, H = map(int, size.split("x"))
+            if [E, H] != list(cfg["sizes"][-1]):
+                continue
+            r["rss_rnnlab_mb"] = common.peak_rss("random_landscape", "rnnlab_once",
+                                                 {"cell": cell, "E": E, "H": H, "draws": cfg["draws"],
+                                                  "n_val": cfg["n_val"]})
+            r["rss_torch_mb"] = common.peak_rss("random_landscape", "baseline_once",
+                                                {"cell": cell, "E": E, "H": H, "torch_draws": cfg["torch_draws"],
+                                                 "n_val": cfg["n_val"]})
+    return {"workload": WORKLOAD, "title": "random-draw accuracies vs one torch model at a time",
+            "config": cfg, "cases": cases, "peak_gflops": res.get("peak_gflops"),
+            "columns": [("case", "case"), ("rnnlab_models_s", "rnnlab models/s"),
+                        ("torch_models_s", "torch models/s"), ("ratio", "ratio"),
+                        ("mflop_per_model", "MFLOP/model"), ("gflops", "GFLOP/s"),
+                        ("frac_peak", "of peak"), ("target", "target"), ("met", "met"),
+                        ("compile_s", "compile s"), ("rss_rnnlab_mb", "rnnlab MB"), ("rss_torch_mb", "torch MB")],
+            "notes": [f"{cfg['draws']} draws per size on {cfg['n_val']} validation sequences; torch timed on "
+                      f"{cfg['torch_draws']} draws per size; medians of {cfg['reps']} interleaved rounds",
+                      f"peak = best float32 {1024}^3 matmul of the same process: {res.get('peak_gflops', 0):.1f} GFLOP/s",
+                      "MFLOP/model = useful work counted by XLA's cost analysis (steps once per distinct "
+                      "prefix; padding and recomputation not counted)",
+                      "MB = peak RSS of a fresh process running that side once, for the largest size"]}
+
+
+if __name__ == "__main__":
+    raise SystemExit(common.cli(run))

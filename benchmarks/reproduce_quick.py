@@ -1,0 +1,69 @@
+"""The whole `rnnlab reproduce --scale quick` (every registered experiment), end to end.
+
+Runs the CLI in a subprocess with a fresh output folder (so nothing is reused from an earlier
+store) and XLA's persistent compilation cache off (every program compiles, as on a first run):
+wall time, CPU time and peak memory of that process. No baseline: the target is absolute,
+<= 3 minutes. With --quick the workload is skipped (it is the long one) unless --scale is given.
+
+    python benchmarks/reproduce_quick.py [--quick]
+"""
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+try:
+    from . import common
+except ImportError:       # run as a script
+    import common
+
+WORKLOAD = "reproduce_quick"
+TARGET_S = 180.0
+
+
+def measure(scale: str = "quick", paper: str = "all", timeout: float = 3600) -> dict:
+    """Run the CLI once (this process's only child); wall, CPU and peak RSS of that child."""
+    with tempfile.TemporaryDirectory(prefix="rnnlab-bench-") as out:
+        cmd = [sys.executable, "-c", "import sys; from rnnlab.cli import main; sys.exit(main(sys.argv[1:]))",
+               "reproduce", "--scale", scale, "--paper", paper, "--out", out, "--device", "cpu"]
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=common.child_env())
+        wall = time.perf_counter() - t0
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        n_exp = len([d for d in os.listdir(out) if os.path.isdir(os.path.join(out, d)) and d != "store"])
+    if proc.returncode != 0:
+        raise RuntimeError(f"rnnlab reproduce failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+    cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
+    return {"case": f"rnnlab reproduce --scale {scale} --paper {paper}", "wall_s": wall, "cpu_s": cpu,
+            "rss_mb": r1.ru_maxrss / 1024.0, "result_folders": n_exp,
+            "target_s": TARGET_S if scale == "quick" else None,
+            "met": bool(wall <= TARGET_S) if scale == "quick" else None,
+            "load_avg": list(os.getloadavg())}
+
+
+def run(quick: bool = False, isolate: bool = True, memory: bool = True, scale: str | None = None,
+        paper: str = "all", **overrides) -> dict:
+    cols = [("case", "case"), ("wall_s", "wall s"), ("cpu_s", "cpu s"), ("target_s", "target s"),
+            ("met", "met"), ("rss_mb", "peak MB"), ("result_folders", "experiments")]
+    if quick and scale is None:
+        return {"workload": WORKLOAD, "title": "whole reproduce --scale quick", "cases": [], "columns": cols,
+                "notes": ["skipped with --quick (run `python benchmarks/reproduce_quick.py` for it)"]}
+    scale = scale or "quick"
+    kw = {"scale": scale, "paper": paper}
+    r = common.run_child("reproduce_quick", "measure", kw) if isolate else measure(**kw)
+    for k in ("peak_rss_mb", "children_peak_rss_mb", "child_wall_s"):
+        r.pop(k, None)
+    return {"workload": WORKLOAD, "title": f"whole reproduce --scale {scale}", "cases": [r], "columns": cols,
+            "notes": ["fresh output folder, XLA persistent cache off (a first run: everything compiles)",
+                      "peak MB = ru_maxrss of the reproduce process",
+                      f"load average at the end: {', '.join(f'{x:.1f}' for x in r.get('load_avg', []))} "
+                      "(the machine is shared)"]}
+
+
+if __name__ == "__main__":
+    raise SystemExit(common.cli(run))

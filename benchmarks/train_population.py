@@ -1,0 +1,185 @@
+"""Population training against what a user would otherwise run: one torch model at a time.
+
+rnnlab: one epoch of ``engine.train.train_epoch`` for a population of M models (own batch
+orders, own Adam states), Mehta's First task (8000 training sequences of 10 words), batch 32.
+Baseline: ONE torch model (nn.Embedding -> nn.GRU -> nn.Linear on the last state,
+cross-entropy, torch.optim.Adam lr 1e-3, batch 32, reshuffled every epoch) trained for one epoch
+on the same data; M such models cost M times that. torch gets its faster thread setting (1 or 2
+threads, measured first: with tiny models 1 thread wins, and on a busy machine 2 threads can be
+many times slower). Both run in the same process, interleaved; medians over the repetitions;
+ratio = M * torch_epoch / rnnlab_epoch. Targets: >= 50x at (input 4, hidden 4), >= 15x at (15, 16).
+
+    python benchmarks/train_population.py [--quick]
+"""
+from __future__ import annotations
+
+import time
+
+try:
+    from . import common
+except ImportError:       # run as a script
+    import common
+
+WORKLOAD = "train_population"
+TARGETS = {(4, 4): 50.0, (15, 16): 15.0}
+TORCH_CELLS = {"gru": "GRU", "rnn-tanh": "RNN", "lstm": "LSTM"}
+
+
+def config(quick: bool) -> dict:
+    return {"cell": "gru", "sizes": [[4, 4], [15, 16]], "models": 96,
+            "n_train": 1600 if quick else 8000, "reps": 2 if quick else 3}
+
+
+# ----------------------------------------------------------------------------- the two sides
+
+
+def _data(n_train: int):
+    from rnnlab import tasks
+    d = tasks.splits("first", 0, {"train": n_train, "val": 200, "test": 200})
+    return d["train"]
+
+
+class RnnlabEpoch:
+    """One compiled epoch of a population of `models` models of (cell, E, H)."""
+
+    def __init__(self, cell: str, E: int, H: int, models: int, train):
+        import jax
+        import jax.numpy as jnp
+        import numpy as np
+        from rnnlab.engine import model as mdl
+        from rnnlab.engine.population import make_population
+        from rnnlab.engine.protocols import MEHTA
+        from rnnlab.engine.train import device_data, epoch_protocol, init_opt_state, train_epoch
+        from rnnlab.experiments.common import model_spec
+        spec = model_spec("first", cell, "torch")
+        pop = make_population(spec, E, H, np.arange(models))
+        dev = device_data(train, spec.jdtype)
+        n_batches = -(-len(train) // MEHTA.batch_size)
+        keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(models))
+        self.args = (spec, epoch_protocol(MEHTA), pop.hmax, n_batches, pop.params,
+                     init_opt_state(MEHTA, pop.params), pop.mask, jnp.full(models, 1e-3, spec.jdtype),
+                     jnp.ones(models, bool), keys, 1, dev)
+        self.positions = mdl.scored_positions(train.target_mask)
+        self.fn = train_epoch
+        self.n_batches = n_batches
+
+    def __call__(self):
+        return common.block(self.fn(*self.args, positions=self.positions))
+
+
+class TorchEpoch:
+    """One epoch of ONE fresh torch model (embedding, recurrent layer, linear readout, Adam)."""
+
+    def __init__(self, cell: str, E: int, H: int, train, seed: int = 0):
+        import torch
+        self.torch = torch
+        self.X = torch.tensor(train.tokens, dtype=torch.long)
+        self.Y = torch.tensor(train.labels, dtype=torch.long)
+        self.cell, self.E, self.H, self.seed = cell, E, H, seed
+
+    def __call__(self, n_batches: int | None = None):
+        torch = self.torch
+        torch.manual_seed(self.seed)
+        emb = torch.nn.Embedding(10, self.E)
+        rec = getattr(torch.nn, TORCH_CELLS[self.cell])(self.E, self.H, batch_first=True)
+        lin = torch.nn.Linear(self.H, 2)
+        params = list(emb.parameters()) + list(rec.parameters()) + list(lin.parameters())
+        opt = torch.optim.Adam(params, lr=1e-3)
+        n = len(self.X)
+        perm = torch.randperm(n)
+        nb = -(-n // 32) if n_batches is None else n_batches
+        for b in range(nb):
+            idx = perm[b * 32:(b + 1) * 32]
+            opt.zero_grad()
+            out = rec(emb(self.X[idx]))[1]
+            h = out[0] if isinstance(out, tuple) else out          # LSTM: (h, c)
+            loss = torch.nn.functional.cross_entropy(lin(h[-1]), self.Y[idx])
+            loss.backward()
+            opt.step()
+        return float(loss.detach())
+
+
+def best_torch_threads(f: TorchEpoch) -> int:
+    """The faster of 1 and 2 intra-op threads for this model (20 batches each, twice)."""
+    import torch
+    best, best_t = 1, float("inf")
+    nb = min(20, -(-len(f.X) // 32))
+    for _ in range(2):
+        for t in (1, 2):
+            torch.set_num_threads(t)
+            t0 = time.perf_counter()
+            f(nb)
+            dt = time.perf_counter() - t0
+            if dt < best_t:
+                best, best_t = t, dt
+    torch.set_num_threads(best)
+    return best
+
+
+# ----------------------------------------------------------------------------- measurements
+
+
+def measure_case(cell: str, E: int, H: int, models: int, n_train: int, reps: int) -> dict:
+    """Interleaved timing of one (cell, E, H) case in this process."""
+    train = _data(n_train)
+    (rn, t_setup) = common.timed(lambda: RnnlabEpoch(cell, E, H, models, train))
+    _, t_first = common.timed(rn)                   # compiles (persistent cache off in children)
+    th = TorchEpoch(cell, E, H, train)
+    threads = best_torch_threads(th)
+    th()                                            # warm-up
+    t = common.interleave({"rnnlab": rn, "torch": th}, reps)
+    r_wall, b_wall = common.median(t["rnnlab"]["wall"]), common.median(t["torch"]["wall"])
+    r_cpu, b_cpu = common.median(t["rnnlab"]["cpu"]), common.median(t["torch"]["cpu"])
+    target = TARGETS.get((E, H))
+    ratio = models * b_wall / r_wall
+    return {"case": f"{cell} {E}x{H}, M={models}", "batches": rn.n_batches, "reps": reps,
+            "rnnlab_epoch_s": r_wall, "torch_model_epoch_s": b_wall, "torch_M_epochs_s": models * b_wall,
+            "ratio": ratio, "ratio_cpu": models * b_cpu / r_cpu, "target": target,
+            "met": None if target is None else bool(ratio >= target),
+            "compile_s": max(t_first - r_wall, 0.0), "first_call_s": t_first, "setup_s": t_setup,
+            "torch_threads": threads, "rnnlab_walls": t["rnnlab"]["wall"], "torch_walls": t["torch"]["wall"]}
+
+
+def rnnlab_once(cell: str, E: int, H: int, models: int, n_train: int) -> dict:
+    rn = RnnlabEpoch(cell, E, H, models, _data(n_train))
+    rn()
+    return {}
+
+
+def baseline_once(cell: str, E: int, H: int, n_train: int) -> dict:
+    import torch
+    torch.set_num_threads(1)
+    TorchEpoch(cell, E, H, _data(n_train))()
+    return {}
+
+
+def run(quick: bool = False, isolate: bool = True, memory: bool = True, **overrides) -> dict:
+    """All cases. isolate: measure each case in a fresh process (cold compile, clean memory)."""
+    cfg = {**config(quick), **overrides}
+    cases = []
+    for E, H in cfg["sizes"]:
+        kw = dict(cell=cfg["cell"], E=int(E), H=int(H), models=int(cfg["models"]), n_train=int(cfg["n_train"]),
+                  reps=int(cfg["reps"]))
+        r = common.run_child("train_population", "measure_case", kw) if isolate else measure_case(**kw)
+        if memory:
+            mkw = {k: kw[k] for k in ("cell", "E", "H", "models", "n_train")}
+            r["rss_rnnlab_mb"] = common.peak_rss("train_population", "rnnlab_once", mkw)
+            r["rss_torch_mb"] = common.peak_rss("train_population", "baseline_once",
+                                                {k: mkw[k] for k in ("cell", "E", "H", "n_train")})
+        cases.append(r)
+    return {"workload": WORKLOAD, "title": "population training vs one torch model at a time (one epoch)",
+            "config": cfg, "cases": cases,
+            "columns": [("case", "case"), ("rnnlab_epoch_s", "rnnlab epoch s"),
+                        ("torch_model_epoch_s", "torch 1 model s"), ("ratio", "ratio (wall)"),
+                        ("ratio_cpu", "ratio (cpu)"), ("target", "target"), ("met", "met"),
+                        ("compile_s", "compile s"), ("torch_threads", "torch thr"),
+                        ("rss_rnnlab_mb", "rnnlab MB"), ("rss_torch_mb", "torch MB")],
+            "notes": [f"First task, {cfg['n_train']} training sequences, batch 32; medians of "
+                      f"{cfg['reps']} interleaved repetitions; ratio = M x torch epoch / rnnlab epoch",
+                      "ratio (cpu) uses process CPU seconds instead of wall time (rnnlab may use both cores)",
+                      "MB = peak RSS of a fresh process running that side once (includes the Python/JAX or "
+                      "torch runtime)"]}
+
+
+if __name__ == "__main__":
+    raise SystemExit(common.cli(run))
