@@ -279,7 +279,8 @@ def figures(tables: dict, cfg: dict) -> dict:
             if z.size == 0:
                 continue
             im = ax.imshow(np.clip(z, lo, None), origin="lower", aspect="auto", cmap="magma",
-                           norm=LogNorm(vmin=lo, vmax=hi), extent=(ks[0] - 0.5, ks[-1] + 0.5, ls[0] - 0.5, ls[-1] + 0.5))
+                           norm=LogNorm(vmin=lo, vmax=hi),
+                           extent=(ks[0] - 0.5, ks[-1] + 0.5, ls[0] - 0.5, ls[-1] + 0.5))
             ax.set_xlabel("k (units)")
             ax.set_ylabel("l (sequence length)")
             ax.set_title(f"D(l, k): {c}, {init}", fontsize=9)
@@ -300,9 +301,9 @@ def figures(tables: dict, cfg: dict) -> dict:
                 continue
             for k in show:
                 col = list(ks).index(k)
-                ax.plot(ls, np.maximum(z[:, col] / z[0, col], 1e-20), ls_, color=style.plt.cm.viridis(show.index(k) / max(len(show) - 1, 1)),
-                        label=f"{c}, k={k}", lw=1.2)
-        ax.axhline(cfg["vanish_rel"], color="k", lw=0.8, ls=":")
+                shade = style.plt.cm.viridis(show.index(k) / max(len(show) - 1, 1))
+                ax.plot(ls, np.maximum(z[:, col] / z[0, col], 1e-20), ls_, color=shade, label=f"{c}, k={k}", lw=1.2)
+        ax.axhline(cfg["vanish_rel"], color="k", lw=0.8, ls=":", label=f"vanish_rel = {cfg['vanish_rel']:g}")
         ax.set_yscale("log")
         _sparse_log_ticks(ax.yaxis)
         ax.set_xlabel("l (sequence length)")

@@ -57,7 +57,7 @@ CHOICES = {
                     "bound at or above it: fails)",
     "histograms": "fraction of ALL coefficients falling in each of `bins` equal bins of the range",
     "diverged": "models that diverged during training are left out (their 'trained' parameters are their "
-                "initial ones); exclude_diverged=false keeps them",
+                "initial ones) unless every model of the cell diverged; exclude_diverged=false keeps them",
 }
 
 
@@ -156,8 +156,8 @@ def execute(ctx: base.Context) -> dict[str, pd.DataFrame]:
         c = shard["cell"]
         summ = o["summary"]
         keep = summ[summ.status != "diverged"] if cfg["exclude_diverged"] else summ
-        if keep.empty:
-            raise ConfigError(f"exclude_diverged: every model of {c} diverged; nothing to measure")
+        if keep.empty:          # every model diverged: measure them anyway (flagged in `models`)
+            keep = summ
         keep_models = sorted(int(m) for m in keep.model)
         grads = cell_gradients(shard, o["params"], cfg["max_examples"], keep_models)
         for stage, g in grads.items():
@@ -179,6 +179,7 @@ def execute(ctx: base.Context) -> dict[str, pd.DataFrame]:
                                           "F": _ecdf(gs, GRID)}))
                 r = summ[summ.model == m].iloc[0]
                 models.append({"cell": c, "stage": stage, "model": m, "seed": int(r.seed),
+                               "diverged": bool(r.status == "diverged"),
                                "long_term_test": float(r.long_term_test), "n": len(gs),
                                "median": float(np.median(gs)), "mean": float(gs.mean()),
                                "q99": float(np.quantile(gs, 0.99)), "max": float(gs[-1]),
@@ -247,6 +248,12 @@ def claims(tables: dict, cfg: dict) -> list[Claim]:
             ks = float(row.ks.iloc[0]) if len(row) else np.nan
             ks_grid, ci, mr, mr_ci = bootstrap_distance(tables["ecdf"], c, vanilla, stage, cfg["n_boot"],
                                                         cfg["seed"])
+            mt = tables.get("models")
+            used = {} if mt is None else {
+                f"{cc}_models": int(((mt.cell == cc) & (mt.stage == stage)).sum()) for cc in (c, vanilla)}
+            if mt is not None and "diverged" in mt:
+                used.update({f"{cc}_diverged_models": int(((mt.cell == cc) & (mt.stage == stage) & mt.diverged).sum())
+                             for cc in (c, vanilla)})
             q = tables["quantiles"]
             qd = {f"{cc}_{r.q}": float(r.value) for cc in (c, vanilla)
                   for r in q[(q.cell == cc) & (q.stage == stage)].itertuples()}
@@ -258,7 +265,7 @@ def claims(tables: dict, cfg: dict) -> list[Claim]:
                 "are similarly distributed (no vanishing or exploding gradients for the vanilla RNN)",
                 "two-sample KS distance of the pooled |gradient| samples (bootstrap over models)",
                 ks, interval, cfg["ks_threshold"], "<",
-                details={"stage": stage, "ks_grid": ks_grid, "median_ratio": mr, "median_ratio_ci": mr_ci,
+                details={"stage": stage, **used, "ks_grid": ks_grid, "median_ratio": mr, "median_ratio_ci": mr_ci,
                          "median_ratio_point": float(row.median_ratio.iloc[0]) if len(row) else None,
                          **qd}))
     return out
@@ -308,7 +315,8 @@ def figures(tables: dict, cfg: dict) -> dict:
             if sel.empty:
                 continue
             F = sel.groupby("x").F.mean()
-            ax.plot(np.maximum(F.index.to_numpy(), 1e-14), F.to_numpy(), ls, color=style.color(c), label=f"{c}, {stage}")
+            ax.plot(np.maximum(F.index.to_numpy(), 1e-14), F.to_numpy(), ls, color=style.color(c),
+                    label=f"{c}, {stage}")
     ax.set_xscale("log")
     ax.set_xlabel("|gradient coefficient|")
     ax.set_ylabel("cumulative fraction (pooled over seeds)")

@@ -24,7 +24,6 @@ import numpy as np
 import pandas as pd
 
 from .. import cells as cells_mod
-from .. import tasks as tasks_mod
 from ..analysis.claims import Claim, threshold_claim, wilson
 from ..cells import init as inits
 from ..engine import model as mdl
@@ -308,7 +307,7 @@ def heatmap_figure(heat: pd.DataFrame, layer: str, title: str):
     fig, axes = style.figure(len(ids), 1, w=max(4.5, 0.45 * max(widths) + 2.0), h=0.3 * n_units + 1.4)
     # room for the two-line tick labels and the next panel's title (no constrained layout: slow)
     fig_h = len(ids) * (0.3 * n_units + 1.4)
-    fig.subplots_adjust(hspace=0.9 / (0.3 * n_units + 0.5), right=0.85, top=1 - 0.6 / fig_h)
+    fig.subplots_adjust(hspace=0.9 / (0.3 * n_units + 0.5), right=0.85, top=1 - 0.95 / fig_h)
     # outputs: 0 .. the largest probability shown (softmax of squared-error outputs is flat)
     vmin, vmax = (0.0, float(heat.value.max())) if layer == "output" else (float(heat.value.min()),
                                                                         float(heat.value.max()))
