@@ -76,17 +76,33 @@ def child_env(extra: dict | None = None) -> dict:
     return env
 
 
+def peak_rss_self_mb() -> float:
+    """This process's peak resident memory (MB) since it was exec'd: VmHWM from /proc (ru_maxrss
+    would include the parent's memory at fork time), ru_maxrss where /proc is missing."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+_PEAK_SRC = "__import__('benchmarks.common', fromlist=['x']).peak_rss_self_mb()"
+
+
 def run_child(module: str, func: str, kwargs: dict | None = None, timeout: float = 3600,
               env: dict | None = None) -> dict:
     """Call benchmarks.<module>.<func>(**kwargs) in a fresh Python process; returns its result
-    dict plus peak_rss_mb (the child's own ru_maxrss) and child_wall_s."""
+    dict plus peak_rss_mb (the child's own peak, see :func:`peak_rss_self_mb`) and child_wall_s."""
     code = (
         "import json, resource, sys\n"
         f"sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'src')!r}]\n"
         f"from benchmarks import {module} as m\n"
         f"r = m.{func}(**json.loads(sys.argv[1]))\n"
         "r = dict(r or {})\n"
-        "r['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0\n"
+        f"r['peak_rss_mb'] = {_PEAK_SRC}\n"
         "r['children_peak_rss_mb'] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0\n"
         f"print({MARK!r} + json.dumps(r), flush=True)\n")
     t0 = time.perf_counter()

@@ -9,6 +9,7 @@ wall time, CPU time and peak memory of that process. No baseline: the target is 
 """
 from __future__ import annotations
 
+import json
 import os
 import resource
 import subprocess
@@ -36,11 +37,18 @@ def measure(scale: str = "quick", paper: str = "all", timeout: float = 3600) -> 
         wall = time.perf_counter() - t0
         r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         n_exp = len([d for d in os.listdir(out) if os.path.isdir(os.path.join(out, d)) and d != "store"])
+        per_exp = {}
+        try:
+            with open(os.path.join(out, "reproduce.json")) as fh:
+                per_exp = {k: round(float(v.get("wall_s") or 0.0), 1)
+                           for k, v in json.load(fh).get("experiments", {}).items()}
+        except (OSError, ValueError):
+            pass
     if proc.returncode != 0:
         raise RuntimeError(f"rnnlab reproduce failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
     cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
     return {"case": f"rnnlab reproduce --scale {scale} --paper {paper}", "wall_s": wall, "cpu_s": cpu,
-            "rss_mb": r1.ru_maxrss / 1024.0, "result_folders": n_exp,
+            "rss_mb": r1.ru_maxrss / 1024.0, "result_folders": n_exp, "experiments_wall_s": per_exp,
             "target_s": TARGET_S if scale == "quick" else None,
             "met": bool(wall <= TARGET_S) if scale == "quick" else None,
             "load_avg": list(os.getloadavg())}
@@ -58,8 +66,10 @@ def run(quick: bool = False, isolate: bool = True, memory: bool = True, scale: s
     r = common.run_child("reproduce_quick", "measure", kw) if isolate else measure(**kw)
     for k in ("peak_rss_mb", "children_peak_rss_mb", "child_wall_s"):
         r.pop(k, None)
+    per = sorted(r.get("experiments_wall_s", {}).items(), key=lambda kv: -kv[1])
     return {"workload": WORKLOAD, "title": f"whole reproduce --scale {scale}", "cases": [r], "columns": cols,
-            "notes": ["fresh output folder, XLA persistent cache off (a first run: everything compiles)",
+            "notes": ["per experiment (s): " + ", ".join(f"{k} {v:.0f}" for k, v in per),
+                      "fresh output folder, XLA persistent cache off (a first run: everything compiles)",
                       "peak MB = ru_maxrss of the reproduce process",
                       f"load average at the end: {', '.join(f'{x:.1f}' for x in r.get('load_avg', []))} "
                       "(the machine is shared)"]}

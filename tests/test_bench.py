@@ -1,6 +1,8 @@
 """The benchmark scripts run (tiny sizes, one repetition, no timing assertions): they must not rot."""
 import json
 import sys
+
+import numpy as np
 from pathlib import Path
 
 import pytest
@@ -38,6 +40,9 @@ def test_discrepancy_runs_and_baseline_agrees_in_shape(disc):
     _check(disc, "discrepancy", 3, ["rnnlab_s", "numpy_est_s", "ratio"])
     d = discrepancy.numpy_loop("gru-s", 4, [1, 3], 2)
     assert d.shape == (2, 2, 4) and (d[:, :, 0] > 0).all()
+    last = discrepancy.numpy_loop("gru-s", 4, [1, 3], 2, record_all=False)     # same draws, only l = 4
+    np.testing.assert_array_equal(last[..., 3], d[..., 3])
+    assert (last[..., :3] == 0).all()
 
 
 def test_random_landscape_runs():
@@ -71,3 +76,69 @@ def test_summary_collects_targets(tmp_path, monkeypatch, disc):
 @pytest.mark.parametrize("x,out", [(1234.5, "1,234"), (0.01234, "0.0123"), (True, "yes"), (None, "-")])
 def test_fmt(x, out):
     assert common.fmt(x) == out
+
+
+# ----------------------------------------------------------------------------- the fast paths they measure
+
+
+def _small_population(cell="gru", m=5):
+    import numpy as np
+    from rnnlab import tasks
+    from rnnlab.engine.model import ModelSpec
+    from rnnlab.engine.population import make_population
+    spec = ModelSpec(cell=cell, dtype="float64")
+    data = tasks.splits("first", 0, {"train": 64, "val": 48, "test": 16})
+    return spec, make_population(spec, [2, 3, 2, 4, 3][:m], [3, 2, 4, 2, 3][:m], np.arange(m)), data
+
+
+def test_sharded_evaluation_equals_one_computation():
+    """Shards (with padding: 5 models in 2 shards) change nothing for any model (training
+    shards: tests/test_population.py's 64-model population runs in shards on a multi-core CPU)."""
+    import jax.numpy as jnp
+    import numpy as np
+    from rnnlab.engine.train import device_data, run_evaluate, sharded
+    spec, pop, data = _small_population()
+    dev = device_data(data["val"], spec.jdtype)
+    one = run_evaluate(spec, "xent", pop.hmax, pop.params, pop.mask, dev, shards=1)
+    two = run_evaluate(spec, "xent", pop.hmax, pop.params, pop.mask, dev, shards=2)
+    for a, b in zip(one, two):
+        assert a.shape == b.shape == (5,)
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=1e-12)
+    # padding copies the last model, except for the `inactive` argument (padded with False)
+    seen = []
+    out = sharded(lambda x, a: (seen.append((np.asarray(x), np.asarray(a))), (x * 2, a))[1], 5, 2,
+                  (("m", jnp.arange(5.0)), ("m", jnp.ones(5, bool))), inactive=1)
+    assert sorted(len(x) for x, _ in seen) == [3, 3]
+    assert np.asarray(out[0]).tolist() == [0, 2, 4, 6, 8] and np.asarray(out[1]).all()
+    assert sum(int((~a).sum()) for _, a in seen) == 1
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm", "rnn-sigmoid"])
+def test_static_hints_do_not_change_evaluation(cell):
+    """Reading out only the scored positions and skipping the length select are exact."""
+    import numpy as np
+    from rnnlab.engine import model as mdl
+    from rnnlab.engine.population import evaluate
+    from rnnlab.engine.train import device_data
+    spec, pop, data = _small_population(cell)
+    dev = device_data(data["val"], spec.jdtype)
+    plain = evaluate(spec, "xent", pop.hmax, pop.params, pop.mask, dev)
+    hinted = evaluate(spec, "xent", pop.hmax, pop.params, pop.mask, dev,
+                      positions=mdl.scored_positions(data["val"].target_mask),
+                      full_length=mdl.full_length(data["val"].tokens, data["val"].lengths))
+    for a, b in zip(plain, hinted):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["rnn-tanh", "gru", "rnn-sigmoid", "gru-s", "lstm"])
+def test_split_cells_equal_their_step(name):
+    import jax.numpy as jnp
+    import numpy as np
+    from rnnlab import cells
+    c = cells.get(name)
+    assert c.split
+    rng = np.random.default_rng(0)
+    p = {k: jnp.asarray(rng.normal(size=s)) for k, s in c.shapes(3, 4).items()}
+    s = jnp.asarray(rng.normal(size=(c.state_mult * 4,)))
+    x = jnp.asarray(rng.normal(size=(3,)))
+    np.testing.assert_array_equal(np.asarray(c.step(p, s, x)), np.asarray(c.step_proj(p, s, c.input_proj(p, x))))

@@ -270,20 +270,22 @@ def input_table(spec: ModelSpec, p: dict) -> jnp.ndarray:
 def token_states(spec: ModelSpec, p: dict, tokens: jnp.ndarray, length, hmax: int,
                  table: jnp.ndarray | None = None) -> jnp.ndarray:
     """States [T, state] of one model on one token sequence, like ``run_states(embed_inputs())``
-    (positions >= length keep the last valid state); a split cell reads its input projections
-    from `table` (default: :func:`input_table`)."""
+    (positions >= length keep the last valid state; length None: the sequence fills all T
+    positions, which saves the per-step select); a split cell reads its input projections from
+    `table` (default: :func:`input_table`)."""
     cell = spec.cell_def
+    n = tokens.shape[0]
     if not cell.split:
-        return run_states(spec, p, embed_inputs(spec, p, tokens), length, hmax)
+        return run_states(spec, p, embed_inputs(spec, p, tokens), n if length is None else length, hmax)
     xp = (input_table(spec, p) if table is None else table)[tokens]          # [T, xproj]
     s0 = cell.init_state(hmax, spec.jdtype)
 
     def body(s, inp):
         xt, t = inp
         s_new = cell.step_proj(p["cell"], s, xt)
-        s = jnp.where(t < length, s_new, s)
+        s = s_new if length is None else jnp.where(t < length, s_new, s)
         return s, s
-    _, states = jax.lax.scan(body, s0, (xp, jnp.arange(tokens.shape[0])))
+    _, states = jax.lax.scan(body, s0, (xp, jnp.arange(n)))
     return states
 
 
@@ -305,3 +307,9 @@ def _is_range(positions) -> bool:
 def scored_positions(target_mask) -> tuple:
     """The static tuple of positions where any sequence is scored (target_mask != 0)."""
     return tuple(int(t) for t in np.flatnonzero(np.asarray(target_mask).any(axis=0)))
+
+
+def full_length(tokens, lengths) -> bool:
+    """Whether every sequence fills all T positions (static: lets the recurrence skip the
+    per-step select that freezes the state after a sequence's end)."""
+    return bool(np.all(np.asarray(lengths) == np.asarray(tokens).shape[1]))

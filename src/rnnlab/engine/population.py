@@ -161,27 +161,29 @@ def _terms(loss: str, out, targets, tmask, accept):
     return jnp.sum(per * tmask), jnp.sum(ok * tmask), jnp.sum(tmask)
 
 
-def _batch_terms(spec, loss, pm, hmax, tokens, lengths, targets, tmask, accept, positions):
+def _batch_terms(spec, loss, pm, hmax, tokens, lengths, targets, tmask, accept, positions,
+                 full_length: bool = False):
     """Per-sequence (loss, n_correct, n_counted) [N] of one (masked) model on a batch through
     the fast path (model.outputs_at). With `positions`, targets/tmask/accept are given at those
-    positions only ([N, P, ...]); positions that are never scored are not read out at all."""
+    positions only ([N, P, ...]); positions that are never scored are not read out at all.
+    full_length: every sequence fills all T positions (lengths are then not read)."""
     table = mdl.input_table(spec, pm) if spec.cell_def.split else None
 
     def one(tok, ln, tg, tm, ac):
-        out = mdl.outputs_at(spec, pm, tok, ln, hmax, positions, table)
+        out = mdl.outputs_at(spec, pm, tok, None if full_length else ln, hmax, positions, table)
         return _terms(loss, out, tg, tm, ac)
     return jax.vmap(one)(tokens, lengths, targets, tmask, accept)
 
 
 def batch_loss(spec, loss, p, mask, hmax, tokens, lengths, targets, tmask, accept, weights,
-               positions: tuple | None = None):
+               positions: tuple | None = None, full_length: bool = False):
     """Mean over the batch (weighted: padding rows have weight 0) of the per-sequence loss.
     One model; p is unmasked, the mask is applied here so padded entries get zero gradient.
     positions: the static scored positions; targets, tmask and accept are then given at those
-    positions only (see :func:`_batch_terms`)."""
+    positions only; full_length: all sequences fill all T positions (see :func:`_batch_terms`)."""
     pm = apply_mask(p, mask)
     per, correct, count = _batch_terms(spec, loss, pm, hmax, tokens, lengths, targets, tmask, accept,
-                                       positions)
+                                       positions, full_length)
     wsum = jnp.maximum(jnp.sum(weights), 1.0)
     return jnp.sum(per * weights) / wsum, (jnp.sum(correct * weights), jnp.sum(count * weights))
 
@@ -197,19 +199,21 @@ def at_positions(data: dict, positions: tuple | None) -> dict:
     return out
 
 
-@partial(jax.jit, static_argnames=("spec", "loss", "hmax", "chunk", "positions"))
-def evaluate(spec, loss, hmax, params, mask, data, chunk: int = 0, positions: tuple | None = None):
+@partial(jax.jit, static_argnames=("spec", "loss", "hmax", "chunk", "positions", "full_length"))
+def evaluate(spec, loss, hmax, params, mask, data, chunk: int = 0, positions: tuple | None = None,
+             full_length: bool = False):
     """Per-model (mean loss, accuracy) on a whole data set. data: dict of device arrays
     (tokens, lengths, targets, target_mask, accept). Accuracy = fraction of counted positions
-    whose argmax output is accepted. positions: the static positions where target_mask can be
-    non-zero (None: all; see model.scored_positions) - only those are read out."""
+    whose argmax output is accepted. Static hints (exact, see engine.model): positions - where
+    target_mask can be non-zero (None: all), only those are read out; full_length - every
+    sequence fills all T positions."""
     positions = positions or None
     d = at_positions(data, positions)
 
     def one(p, m):
         pm = apply_mask(p, m)
         per, correct, count = _batch_terms(spec, loss, pm, hmax, d["tokens"], d["lengths"], d["targets"],
-                                           d["target_mask"], d["accept"], positions)
+                                           d["target_mask"], d["accept"], positions, full_length)
         return jnp.mean(per), jnp.sum(correct) / jnp.maximum(jnp.sum(count), 1.0)
     return jax.vmap(one)(params, mask)
 

@@ -2,12 +2,18 @@
 schedule, stopping and best checkpoint. A model that stops, or whose loss/gradients turn
 non-finite, is frozen (and a diverged one recorded with its epoch); the others go on.
 
-One compiled function runs a whole epoch for the whole population (``lax.scan`` over batches,
+One compiled function runs a whole epoch for a whole population (``lax.scan`` over batches,
 ``vmap`` over models); the per-epoch bookkeeping (schedule, stopping, curves) is NumPy on [M].
+On a multi-core CPU the population is cut into equal shards along the model axis that run
+concurrently in threads (:func:`run_epoch`): XLA runs the small operations of one computation
+on one core, and the models are independent, so each model computes exactly what it computes
+alone.
 """
 from __future__ import annotations
 
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -45,12 +51,14 @@ def _all_finite(tree):
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
-@partial(jax.jit, static_argnames=("spec", "protocol", "hmax", "n_batches", "positions"))
+@partial(jax.jit, static_argnames=("spec", "protocol", "hmax", "n_batches", "positions", "full_length"))
 def train_epoch(spec, protocol: Protocol, hmax: int, n_batches: int,
-                params, opt_state, mask, lr, active, keys, epoch, data, positions: tuple | None = None):
+                params, opt_state, mask, lr, active, keys, epoch, data, positions: tuple | None = None,
+                full_length: bool = False):
     """One epoch for all models. Returns (params, opt_state, alive, mean_loss, train_acc).
-    positions: the static positions where data["target_mask"] can be non-zero (None: all; see
-    model.scored_positions); only those are read out and scored."""
+    Static hints about the data (exact; see engine.model.scored_positions / full_length):
+    positions - where data["target_mask"] can be non-zero (None: all), only those are read out
+    and scored; full_length - every sequence fills all T positions."""
     positions = positions or None
     data = at_positions(data, positions)
     n = data["tokens"].shape[0]
@@ -65,7 +73,7 @@ def train_epoch(spec, protocol: Protocol, hmax: int, n_batches: int,
     w = (jnp.arange(total) < n).astype(lr.dtype).reshape(n_batches, b)  # [nb, B]
 
     adam = optax.scale_by_adam()
-    lossf = partial(batch_loss, spec, protocol.loss, positions=positions)
+    lossf = partial(batch_loss, spec, protocol.loss, positions=positions, full_length=full_length)
 
     def one_model(p, o, m, ix, wt, lr_m):
         sel = {k: data[k][ix] for k in DATA_KEYS}
@@ -98,6 +106,91 @@ def train_epoch(spec, protocol: Protocol, hmax: int, n_batches: int,
     (params, opt_state, alive, lsum, csum, nsum), _ = jax.lax.scan(
         step, (params, opt_state, active, zeros, zeros, zeros), (idx, w))
     return params, opt_state, alive, lsum / n, csum / jnp.maximum(nsum, 1.0)
+
+
+#: a population is cut into shards only if each shard gets at least this many models
+MIN_SHARD_MODELS = 8
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def n_shards(m: int) -> int:
+    """How many concurrent shards a population of m models is cut into on this machine (1 on a
+    single core, on a GPU, or for small populations; RNNLAB_SHARDS overrides)."""
+    env = os.environ.get("RNNLAB_SHARDS")
+    if env:
+        return max(1, min(int(env), m))
+    if jax.default_backend() != "cpu":
+        return 1
+    return max(1, min(_cpus(), 4, m // MIN_SHARD_MODELS))
+
+
+def _pool(n: int) -> ThreadPoolExecutor:
+    if n not in _POOLS:
+        _POOLS[n] = ThreadPoolExecutor(n, thread_name_prefix="rnnlab-shard")
+    return _POOLS[n]
+
+
+def _pad_models(tree, pad: int):
+    """Append `pad` copies of the last model along the leading axis."""
+    if pad == 0:
+        return tree
+    return jax.tree_util.tree_map(lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]), tree)
+
+
+def sharded(fn, m: int, shards: int, per_model: tuple, inactive: int | None = None):
+    """Run fn(*args) on `shards` equal slices of the model axis concurrently and concatenate
+    the outputs. per_model: the positional arguments, each either ("m", tree with leading axis
+    m) or ("s", value shared by all shards). The population is padded to a multiple of
+    `shards` with copies of its last model (argument `inactive` is padded with False instead);
+    the padding is cut off the outputs."""
+    if shards <= 1:
+        return fn(*(v for _, v in per_model))
+    pad = -m % shards
+    size = (m + pad) // shards
+    args = []
+    for i, (kind, v) in enumerate(per_model):
+        if kind == "m":
+            v = _pad_models(v, pad)
+            if i == inactive and pad:
+                v = v.at[m:].set(False)
+        args.append((kind, v))
+
+    def one(j):
+        a = [jax.tree_util.tree_map(lambda x: x[j * size:(j + 1) * size], v) if kind == "m" else v
+             for kind, v in args]
+        return jax.block_until_ready(fn(*a))
+    outs = list(_pool(shards).map(one, range(shards)))
+    return jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs)[:m], *outs)
+
+
+def run_epoch(spec, protocol: Protocol, hmax: int, n_batches: int, params, opt_state, mask, lr, active,
+              keys, epoch, data, positions: tuple | None = None, full_length: bool = False,
+              shards: int | None = None):
+    """:func:`train_epoch` on the whole population, in `shards` concurrent shards (default
+    :func:`n_shards`). Same results per model."""
+    m = int(np.shape(lr)[0])
+    shards = n_shards(m) if shards is None else shards
+    fn = partial(train_epoch, spec, protocol, hmax, n_batches, positions=positions, full_length=full_length)
+    return sharded(lambda p, o, mk, l, a, k: fn(p, o, mk, l, a, k, epoch, data), m, shards,
+                   (("m", params), ("m", opt_state), ("m", mask), ("m", lr), ("m", active), ("m", keys)),
+                   inactive=4)
+
+
+def run_evaluate(spec, loss, hmax, params, mask, data, positions: tuple | None = None,
+                 full_length: bool = False, shards: int | None = None):
+    """:func:`population.evaluate` in `shards` concurrent shards (default :func:`n_shards`)."""
+    m = int(jax.tree_util.tree_leaves(params)[0].shape[0])
+    shards = n_shards(m) if shards is None else shards
+    return sharded(lambda p, mk: evaluate(spec, loss, hmax, p, mk, data, positions=positions,
+                                          full_length=full_length),
+                   m, shards, (("m", params), ("m", mask)))
 
 
 def epoch_protocol(protocol: Protocol) -> Protocol:
@@ -156,10 +249,12 @@ def train(pop: Population, protocol: Protocol, data: dict, *, lr=None, snapshots
     snaps = [jax.tree_util.tree_map(np.asarray, params)] if snapshots else []
 
     positions = {k: mdl.scored_positions(v.target_mask) for k, v in data.items()}
+    full = {k: mdl.full_length(v.tokens, v.lengths) for k, v in data.items()}
+    shards = n_shards(m)
 
     def measure(split, p):
-        loss, acc = evaluate(spec, protocol.loss, pop.hmax, p, pop.mask, dev[split],
-                             positions=positions[split])
+        loss, acc = run_evaluate(spec, protocol.loss, pop.hmax, p, pop.mask, dev[split],
+                                 positions=positions[split], full_length=full[split], shards=shards)
         return np.asarray(loss), np.asarray(acc)
 
     val_loss0, val_acc0 = measure("val", params)
@@ -172,10 +267,10 @@ def train(pop: Population, protocol: Protocol, data: dict, *, lr=None, snapshots
         if not active.any():
             break
         was_active = active.copy()
-        params, opt_state, alive, tr_loss, tr_acc = train_epoch(
+        params, opt_state, alive, tr_loss, tr_acc = run_epoch(
             spec, epoch_protocol(protocol), pop.hmax, n_batches, params, opt_state, pop.mask,
             jnp.asarray(lr_np, dt), jnp.asarray(active), keys, epoch, dev["train"],
-            positions=positions["train"])
+            positions=positions["train"], full_length=full["train"], shards=shards)
         alive = np.asarray(alive)
         tr_loss, tr_acc = np.asarray(tr_loss), np.asarray(tr_acc)
         newly_div = was_active & ~alive
