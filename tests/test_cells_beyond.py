@@ -53,3 +53,29 @@ def test_mingru_parallel_scan_equals_stepping_and_respects_length():
     g2 = jax.grad(lambda q: jnp.sum(c.parallel(q, xs, jnp.ones(T, bool)) ** 2))(p)
     for k in p:
         np.testing.assert_allclose(np.asarray(g1[k]), np.asarray(g2[k]), atol=1e-10)
+
+
+def test_engine_runs_mingru_with_its_parallel_scan():
+    """The engine's run_states takes the parallel form (not the step) and gives the stepped states,
+    values and gradients, with a length that ends the sequence early."""
+    from rnnlab.engine import model as mdl
+    spec = mdl.ModelSpec(cell="mingru", vocab=7, n_outputs=7, embed=False, dtype="float64")
+    c = cells.get("mingru")
+    calls = []
+    orig = c.parallel
+    object.__setattr__(c, "parallel", lambda *a: calls.append(1) or orig(*a))
+    try:
+        rng = np.random.default_rng(2)
+        p = {"cell": {k: jnp.asarray(rng.normal(size=s)) for k, s in c.shapes(7, H).items()}}
+        xs = jax.nn.one_hot(jnp.asarray(rng.integers(0, 7, T)), 7, dtype=jnp.float64)
+        got = mdl.run_states(spec, p, xs, 6, H)
+        assert calls, "run_states did not use the parallel form"
+        seq = _steps("mingru", p["cell"], xs)
+        np.testing.assert_allclose(np.asarray(got[:6]), np.asarray(seq[:6]), atol=1e-12)
+        np.testing.assert_allclose(np.asarray(got[6:]), np.broadcast_to(np.asarray(seq[5]), (T - 6, H)), atol=1e-12)
+        g1 = jax.grad(lambda q: jnp.sum(mdl.run_states(spec, q, xs, T, H) ** 2))(p)["cell"]
+        g2 = jax.grad(lambda q: jnp.sum(_steps("mingru", q["cell"], xs) ** 2))(p)["cell"]
+        for k in g1:
+            np.testing.assert_allclose(np.asarray(g1[k]), np.asarray(g2[k]), atol=1e-10)
+    finally:
+        object.__setattr__(c, "parallel", orig)

@@ -515,3 +515,18 @@ def test_concurrent_runs_share_one_results_folder(reference, tmp_path, sub_env):
     n_b = store.query(f"SELECT count(*) AS n FROM {view_name(OTHER + '.accuracy')}")["n"].item()
     assert n_a == len(reference.table("accuracy"))
     assert n_b == len(pd.read_parquet(tmp_path / "dump-b" / "accuracy.parquet")) > 0
+
+
+@pytest.mark.parametrize("name", [n for n in experiments.names() if "cells" in experiments.get(n).default_config("tiny")])
+def test_every_experiment_checks_its_cells_in_the_runner(name):
+    """The runner, not each experiment, normalises and checks "cells": a comma string becomes a
+    list, unknown and repeated cells are refused with a one-line message naming the field."""
+    mod = experiments.get(name)
+    first = mod.default_config("tiny")["cells"]
+    first = first[0] if isinstance(first, list) else first.split(",")[0]
+    cfg = experiments.resolve_config(mod, "tiny", {"cells": f" {first} ,lstm"})
+    assert cfg["cells"] == [first, "lstm"]
+    for bad in ([first, first], [first, "gru2"], []):
+        with pytest.raises(ConfigError) as e:
+            experiments.resolve_config(mod, "tiny", {"cells": bad})
+        assert str(e.value).startswith("cells:") and "\n" not in str(e.value)

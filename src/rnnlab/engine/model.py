@@ -224,8 +224,12 @@ def embed_inputs(spec: ModelSpec, p: dict, tokens: jnp.ndarray) -> jnp.ndarray:
 
 def run_states(spec: ModelSpec, p: dict, x: jnp.ndarray, length, hmax: int) -> jnp.ndarray:
     """States [T, state] of one model on one input sequence x [T, in]; positions >= length keep
-    the last valid state (so the final row is the state after the whole sequence)."""
+    the last valid state (so the final row is the state after the whole sequence). A cell with
+    a parallel form (minGRU: a linear recurrence) computes the whole sequence with it, an
+    associative scan, instead of stepping; the states are the same."""
     cell = spec.cell_def
+    if cell.parallel is not None:
+        return cell.parallel(p["cell"], x, jnp.arange(x.shape[0]) < length)
     s0 = cell.init_state(hmax, spec.jdtype)
 
     def body(s, inp):

@@ -131,14 +131,15 @@ def resolve_config(mod, scale: str = "quick", config: dict | None = None) -> dic
         from ..tasks.base import check_seed
         check_seed(cfg["seed"])
     if "cells" in cfg:
-        _check_cells(cfg["cells"])
+        cfg["cells"] = _check_cells(cfg["cells"])
     if hasattr(mod, "validate"):
         mod.validate(cfg)
     return cfg
 
 
-def _check_cells(value) -> None:
-    """Every experiment's "cells": a non-empty list (or comma string) of registered cells."""
+def _check_cells(value) -> list[str]:
+    """Every experiment's "cells": a non-empty list (or comma string) of distinct registered
+    cells; returns the list (what the experiment's own `validate` then sees)."""
     from .. import cells
     names = [c.strip() for c in value.split(",") if c.strip()] if isinstance(value, str) else value
     if not isinstance(names, (list, tuple)) or not names:
@@ -146,6 +147,9 @@ def _check_cells(value) -> None:
     for c in names:
         if not isinstance(c, str) or c not in cells.CELLS:
             raise ConfigError(f"cells: unknown cell {c!r}; known: {', '.join(sorted(cells.CELLS))}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"cells: duplicate cell in {list(names)!r}")
+    return list(names)
 
 
 def _coerce(key, value, default):

@@ -36,7 +36,7 @@ from ..errors import ConfigError
 from ..plots import style
 from ..tasks.base import TaskData
 from . import base
-from .common import cells_list, model_spec
+from .common import model_spec
 
 NAME = "capacity-bits"
 PAPER = "beyond"
@@ -88,12 +88,6 @@ def default_config(scale: str) -> dict:
 
 
 def validate(cfg: dict) -> None:
-    cfg["cells"] = cells_list(cfg["cells"])
-    from .. import cells as cell_registry
-    for c in cfg["cells"]:
-        cell_registry.get(c)
-    if not cfg["cells"]:
-        raise ConfigError("cells: need at least one cell")
     for k in ("input", "inits", "max_epochs", "passes_per_epoch"):
         mdl.check_size(k, cfg[k])
     if not cfg["hiddens"] or not cfg["n_examples"]:

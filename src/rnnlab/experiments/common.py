@@ -16,9 +16,16 @@ from ..engine.population import Population, make_population
 from ..engine.protocols import Protocol
 from ..engine.protocols import get as get_protocol
 from ..engine.train import TrainResult, train
+from ..errors import ConfigError
 
 #: the classifier tasks of Mehta use a learned embedding; the Reber tasks a one-hot input
 SEQUENCE_TASKS = ("reber", "embedded-reber")
+
+
+def check_classify_task(field: str, name: str) -> None:
+    """`name` must be one of Mehta's sentiment classification tasks (count, first, xor)."""
+    if tasks.get(name).kind != "classify":
+        raise ConfigError(f"{field}: {name!r} is not a classification task (use count, first or xor)")
 
 
 def model_spec(task: str, cell: str, init: str, dtype: str = "float32", bias: bool = True,

@@ -18,7 +18,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .. import cells as cells_mod
 from ..analysis import discrepancy as dm
 from ..analysis.claims import Claim, threshold_claim
 from ..cells import init as inits
@@ -62,11 +61,6 @@ def default_config(scale: str) -> dict:
 
 
 def validate(cfg: dict) -> None:
-    cfg["cells"] = cells_list(cfg["cells"])
-    if len(cfg["cells"]) < 1:
-        raise ConfigError("cells: needs at least one cell")
-    for c in cfg["cells"]:
-        cells_mod.get(c)
     cfg["init_schemes"] = cells_list(cfg["init_schemes"])
     if not cfg["init_schemes"]:
         raise ConfigError("init_schemes: needs at least one init scheme")

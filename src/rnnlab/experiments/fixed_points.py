@@ -36,7 +36,7 @@ from ..errors import ConfigError
 from ..plots import style
 from ..tasks.sentiment import NEG, POS, STOP
 from . import base
-from .common import cells_list, train_population
+from .common import train_population
 
 NAME = "fixed-points"
 PAPER = "beyond"
@@ -88,10 +88,6 @@ def default_config(scale: str) -> dict:
 
 
 def validate(cfg: dict) -> None:
-    cfg["cells"] = cells_list(cfg["cells"])
-    from .. import cells as cell_registry
-    for c in cfg["cells"]:
-        cell_registry.get(c)
     for k in ("input", "hidden", "inits", "max_epochs", "n_starts", "opt_steps", "n_trajectories",
               "probe_length"):
         mdl.check_size(k, cfg[k])

@@ -16,7 +16,7 @@ from ..analysis.lyapunov import population_spectra
 from ..engine import model as mdl
 from ..plots import style
 from . import base
-from .common import cells_list, model_spec, train_population
+from .common import cells_list, train_population
 
 NAME = "lyapunov"
 PAPER = "beyond"

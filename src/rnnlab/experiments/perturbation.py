@@ -26,8 +26,6 @@ import numpy as np
 import pandas as pd
 from matplotlib import colormaps
 
-from .. import cells as cells_mod
-from .. import tasks as tasks_mod
 from ..analysis.claims import Claim, threshold_claim
 from ..cells.init import check_scheme
 from ..engine.model import check_size
@@ -36,7 +34,14 @@ from ..engine.train import device_data, train
 from ..errors import ConfigError
 from ..plots import style
 from . import base
-from .common import cells_list, model_spec, protocol_from, task_data, train_population
+from .common import (
+    cells_list,
+    check_classify_task,
+    model_spec,
+    protocol_from,
+    task_data,
+    train_population,
+)
 from .update_cosine import flat_snapshots
 
 NAME = "perturbation"
@@ -87,15 +92,7 @@ def default_config(scale: str) -> dict:
 
 
 def validate(cfg: dict) -> None:
-    cfg["cells"] = cells_list(cfg["cells"])
-    if not cfg["cells"]:
-        raise ConfigError("cells: at least one cell is needed")
-    for c in cfg["cells"]:
-        cells_mod.get(c)
-    if len(set(cfg["cells"])) != len(cfg["cells"]):
-        raise ConfigError(f"cells: duplicate cell in {cfg['cells']!r}")
-    if tasks_mod.get(cfg["task"]).kind != "classify":
-        raise ConfigError(f"task: {cfg['task']!r} is not a classification task (use count, first or xor)")
+    check_classify_task("task", cfg["task"])
     if len(cfg["size"]) != 2:
         raise ConfigError(f"size: expected [input, hidden], got {cfg['size']!r}")
     cfg["size"] = [check_size("size", v) for v in cfg["size"]]
@@ -325,7 +322,7 @@ def claims(tables: dict, config: dict) -> list:
         "does-not-return-to-W*",
         "Retraining does not bring the parameters back to W*: ||W* - W_epoch|| stays far from 0 (paper: 'the "
         "difference in norm never gets close to zero').",
-        f"min over (cell, k) of mean ||W* - W_final|| / ||W* - W_perturbed|| over noise seeds",
+        "min over (cell, k) of mean ||W* - W_final|| / ||W* - W_perturbed|| over noise seeds",
         value, ci, thr, ">", details={"ratio_per_cell_k": per, "interval": "bootstrap over noise seeds"}))
     return out
 

@@ -23,7 +23,6 @@ import time
 import numpy as np
 import pandas as pd
 
-from .. import cells as cells_mod
 from .. import tasks as tasks_mod
 from ..analysis.claims import bootstrap, threshold_claim
 from ..analysis.landscape import Landscape
@@ -32,7 +31,7 @@ from ..engine.model import check_size
 from ..errors import ConfigError
 from ..plots import style
 from . import base
-from .common import cells_list, model_spec, train_population
+from .common import cells_list, check_classify_task, model_spec, train_population
 
 NAME = "random-landscape"
 PAPER = "mehta"
@@ -81,15 +80,7 @@ def default_config(scale: str) -> dict:
 
 
 def validate(cfg: dict) -> None:
-    cfg["cells"] = cells_list(cfg["cells"])
-    if not cfg["cells"]:
-        raise ConfigError("cells: at least one cell is needed")
-    for c in cfg["cells"]:
-        cells_mod.get(c)
-    if len(set(cfg["cells"])) != len(cfg["cells"]):
-        raise ConfigError(f"cells: duplicate cell in {cfg['cells']!r}")
-    if tasks_mod.get(cfg["task"]).kind != "classify":
-        raise ConfigError(f"task: {cfg['task']!r} is not a classification task (use count, first or xor)")
+    check_classify_task("task", cfg["task"])
     for key in ("inputs", "hiddens"):
         if not cfg[key]:
             raise ConfigError(f"{key}: at least one size is needed")

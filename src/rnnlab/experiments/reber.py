@@ -23,7 +23,6 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from .. import cells as cells_mod
 from ..analysis.claims import Claim, threshold_claim, wilson
 from ..cells import init as inits
 from ..engine import model as mdl
@@ -35,7 +34,7 @@ from ..plots import style
 from ..tasks.embedded_reber import EMBEDDED_REBER
 from ..tasks.reber import ALPHABET, REBER, next_symbol_data
 from . import base
-from .common import cells_list, model_spec, params_frame, train_population
+from .common import model_spec, params_frame, train_population
 
 NAME = "reber"
 PAPER = "sterin"
@@ -82,11 +81,6 @@ def default_config(scale: str) -> dict:
 
 def validate_common(cfg: dict, automaton, field_sizes=("hidden",)) -> None:
     """Checks shared by the three training experiments of Sterin et al."""
-    cfg["cells"] = cells_list(cfg["cells"])
-    if not cfg["cells"]:
-        raise ConfigError("cells: needs at least one cell")
-    for c in cfg["cells"]:
-        cells_mod.get(c)
     if cfg["init_scheme"] not in inits.SCHEMES:
         raise ConfigError(f"init_scheme: unknown init scheme {cfg['init_scheme']!r}; known: {', '.join(inits.SCHEMES)}")
     check_size("inits", cfg["inits"])

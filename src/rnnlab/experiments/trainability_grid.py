@@ -16,7 +16,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .. import cells as cells_mod
 from .. import tasks as tasks_mod
 from ..analysis.claims import bootstrap, threshold_claim
 from ..cells.init import check_scheme
@@ -25,7 +24,7 @@ from ..engine.protocols import get as get_protocol
 from ..errors import ConfigError
 from ..plots import style
 from . import base
-from .common import cells_list, train_population
+from .common import cells_list, check_classify_task, train_population
 
 NAME = "trainability-grid"
 PAPER = "mehta"
@@ -71,19 +70,11 @@ def validate(cfg: dict) -> None:
 
 def validate_common(cfg: dict) -> None:
     """Checks shared by the grid experiments (trainability-grid, capacity-inits)."""
-    cfg["cells"] = cells_list(cfg["cells"])
-    if not cfg["cells"]:
-        raise ConfigError("cells: at least one cell is needed")
-    for c in cfg["cells"]:
-        cells_mod.get(c)
-    if len(set(cfg["cells"])) != len(cfg["cells"]):
-        raise ConfigError(f"cells: duplicate cell in {cfg['cells']!r}")
     cfg["tasks"] = cells_list(cfg["tasks"])
     if not cfg["tasks"]:
         raise ConfigError("tasks: at least one task is needed")
     for t in cfg["tasks"]:
-        if tasks_mod.get(t).kind != "classify":
-            raise ConfigError(f"tasks: {t!r} is not a classification task (use count, first or xor)")
+        check_classify_task("tasks", t)
     for key in ("inputs", "hiddens"):
         if not cfg[key]:
             raise ConfigError(f"{key}: at least one size is needed")

@@ -22,15 +22,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from .. import cells as cells_mod
-from .. import tasks as tasks_mod
 from ..analysis.claims import Claim, bootstrap, threshold_claim
 from ..cells.init import check_scheme
 from ..engine.model import check_size
 from ..errors import ConfigError
 from ..plots import style
 from . import base
-from .common import cells_list, train_population
+from .common import cells_list, check_classify_task, train_population
 
 NAME = "update-cosine"
 PAPER = "mehta"
@@ -71,15 +69,7 @@ def default_config(scale: str) -> dict:
 
 
 def validate(cfg: dict) -> None:
-    cfg["cells"] = cells_list(cfg["cells"])
-    if not cfg["cells"]:
-        raise ConfigError("cells: at least one cell is needed")
-    for c in cfg["cells"]:
-        cells_mod.get(c)
-    if len(set(cfg["cells"])) != len(cfg["cells"]):
-        raise ConfigError(f"cells: duplicate cell in {cfg['cells']!r}")
-    if tasks_mod.get(cfg["task"]).kind != "classify":
-        raise ConfigError(f"task: {cfg['task']!r} is not a classification task (use count, first or xor)")
+    check_classify_task("task", cfg["task"])
     if not cfg["sizes"]:
         raise ConfigError("sizes: at least one [input, hidden] is needed")
     sizes = []

@@ -27,7 +27,7 @@ from ..engine.protocols import get as get_protocol
 from ..errors import ConfigError
 from ..plots import style
 from . import base
-from .common import cells_list, params_from_frame, train_shard
+from .common import cells_list, check_classify_task, params_from_frame, train_shard
 
 NAME = "word-geometry"
 PAPER = "mehta"
@@ -95,16 +95,7 @@ def default_config(scale: str) -> dict:
 
 def validate_single(cfg: dict) -> None:
     """Checks shared with state-trajectories (one size, one task, several inits)."""
-    cfg["cells"] = cells_list(cfg["cells"])
-    if not cfg["cells"]:
-        raise ConfigError("cells: at least one cell is needed")
-    for c in cfg["cells"]:
-        cells_mod.get(c)
-    if len(set(cfg["cells"])) != len(cfg["cells"]):
-        raise ConfigError(f"cells: duplicate cell in {cfg['cells']!r}")
-    t = tasks_mod.get(cfg["task"])
-    if t.kind != "classify":
-        raise ConfigError(f"task: {cfg['task']!r} is not a sentiment classification task (count, first, xor)")
+    check_classify_task("task", cfg["task"])
     for k in ("input", "hidden", "inits", "max_epochs", "n_boot"):
         check_size(k, cfg[k])
     check_scheme(cfg["init_scheme"])
