@@ -100,3 +100,45 @@ def test_sterin_protocol_on_reber_runs_and_learns():
     c = res.curves.query("epoch > 0")
     first, last = c.groupby("model").loss.first(), c.groupby("model").loss.last()
     assert (last < first).all()
+
+
+def test_compacting_stopped_models_changes_nothing(first_small):
+    """Once most models have stopped, epochs compute only the running ones (gathered into a
+    smaller population, scattered back): every curve, status, best checkpoint and final
+    parameter is what the uncompacted run gives."""
+    from rnnlab.engine import train as tr
+    spec = ModelSpec(cell="gru", dtype="float64")
+    seeds = np.arange(40)
+    # most models stop after epoch 1 (lr below min_lr), 6 keep going: 40 -> 8 models per epoch
+    lr = np.where(np.isin(seeds, [3, 7, 20, 21, 30, 39]), 1e-2, 1e-7)
+    prot = MEHTA.with_(patience=None)
+    sizes = []
+    real = tr.run_epoch
+    tr.run_epoch = lambda *a, **k: sizes.append(int(np.shape(a[7])[0])) or real(*a, **k)
+    try:
+        on = train(make_population(spec, 4, 4, seeds), prot, first_small, lr=lr, max_epochs=4, progress=False)
+    finally:
+        tr.run_epoch = real
+    off = train(make_population(spec, 4, 4, seeds), prot, first_small, lr=lr, max_epochs=4, progress=False,
+                compact=False)
+    assert sizes == [40, 8, 8, 8], sizes
+    assert (on.summary.status == off.summary.status).all()
+    assert set(on.summary.status) == {"min_lr", "max_epochs"}
+    np.testing.assert_array_equal(on.summary.epochs, off.summary.epochs)
+    for col in ("val_acc", "val_loss", "loss", "train_acc", "test_acc", "lr"):
+        np.testing.assert_allclose(on.curves[col].to_numpy(float), off.curves[col].to_numpy(float), rtol=0, atol=1e-12)
+    for a, b in ((on.population.params, off.population.params), (on.best_params, off.best_params)):
+        for x, y in zip(_leaves(a), _leaves(b)):
+            np.testing.assert_allclose(x, y, rtol=0, atol=1e-12)
+
+
+def test_compact_size_shrinks_by_powers_of_two():
+    from rnnlab.engine.train import compact_size
+    assert compact_size(48, 48) == 48          # all running
+    assert compact_size(25, 48) == 48          # 32 is more than half of 48
+    assert compact_size(24, 48) == 48          # 32 > 24 = 48 // 2
+    assert compact_size(16, 48) == 16
+    assert compact_size(9, 48) == 16
+    assert compact_size(3, 48) == 8            # never below MIN_COMPACT
+    assert compact_size(3, 8) == 8
+    assert compact_size(1, 12) == 12           # 8 > 12 // 2

@@ -200,6 +200,38 @@ def epoch_protocol(protocol: Protocol) -> Protocol:
                     loss=protocol.loss, shuffle=protocol.shuffle, max_loss=protocol.max_loss)
 
 
+#: populations are compacted (stopped models dropped) to power-of-two sizes no smaller than this
+MIN_COMPACT = 8
+
+
+def compact_size(n_active: int, current: int) -> int:
+    """How many models the next epoch computes: `current`, or once the running models fit in a
+    power of two at most half of it (and >= MIN_COMPACT), that power of two. Few distinct sizes,
+    so few compilations."""
+    target = max(MIN_COMPACT, 1 << max(0, int(n_active) - 1).bit_length())
+    return target if target <= current // 2 else current
+
+
+def _select(active: np.ndarray, size: int) -> tuple[np.ndarray, int]:
+    """Indices of the running models padded (with the first of them) to `size`, and their count."""
+    idx = np.flatnonzero(active)
+    return np.concatenate([idx, np.full(size - len(idx), idx[0], idx.dtype)]), len(idx)
+
+
+def _gather(tree, sel):
+    return jax.tree_util.tree_map(lambda a: a[sel], tree)
+
+
+def _scatter(tree, sub, real, n):
+    return jax.tree_util.tree_map(lambda a, b: a.at[real].set(b[:n]), tree, sub)
+
+
+def _spread(values, real, n, m, fill=np.nan):
+    out = np.full(m, fill, dtype=np.result_type(np.asarray(values).dtype, type(fill)))
+    out[real] = np.asarray(values)[:n]
+    return out
+
+
 def init_opt_state(protocol: Protocol, params):
     if protocol.optimizer == "adam":
         return jax.vmap(optax.scale_by_adam().init)(params)
@@ -217,9 +249,13 @@ class TrainResult:
 
 
 def train(pop: Population, protocol: Protocol, data: dict, *, lr=None, snapshots: bool = False,
-          progress: bool | str = True, max_epochs: int | None = None) -> TrainResult:
+          progress: bool | str = True, max_epochs: int | None = None, compact: bool = True) -> TrainResult:
     """Train every model of `pop` with `protocol` on data["train"], validating on data["val"]
-    (and measuring data["test"] if given). lr: one value or one per model (default protocol.lr)."""
+    (and measuring data["test"] if given). lr: one value or one per model (default protocol.lr).
+    compact: once the running models fit in half the population (see :func:`compact_size`),
+    epochs and evaluations compute only them (gathered, then scattered back); a stopped model's
+    parameters are frozen either way, and a model computes the same whichever models share its
+    epoch."""
     t0 = time.perf_counter()
     spec = pop.spec
     dt = spec.jdtype
@@ -252,10 +288,15 @@ def train(pop: Population, protocol: Protocol, data: dict, *, lr=None, snapshots
     full = {k: mdl.full_length(v.tokens, v.lengths) for k, v in data.items()}
     shards = n_shards(m)
 
-    def measure(split, p):
-        loss, acc = run_evaluate(spec, protocol.loss, pop.hmax, p, pop.mask, dev[split],
-                                 positions=positions[split], full_length=full[split], shards=shards)
-        return np.asarray(loss), np.asarray(acc)
+    def measure(split, p, sel=None, n=m):
+        """Loss and accuracy of every model, or (sel) of the first n models of sel (NaN elsewhere)."""
+        mask = pop.mask if sel is None else _gather(pop.mask, sel)
+        p = p if sel is None else _gather(p, sel)
+        loss, acc = run_evaluate(spec, protocol.loss, pop.hmax, p, mask, dev[split], positions=positions[split],
+                                 full_length=full[split], shards=shards if sel is None else n_shards(len(sel)))
+        if sel is None:
+            return np.asarray(loss), np.asarray(acc)
+        return _spread(loss, sel[:n], n, m), _spread(acc, sel[:n], n, m)
 
     val_loss0, val_acc0 = measure("val", params)
     for i in range(m):
@@ -263,23 +304,39 @@ def train(pop: Population, protocol: Protocol, data: dict, *, lr=None, snapshots
 
     bar = progress_bar(range(1, max_epochs + 1), desc=progress if isinstance(progress, str) else f"train {spec.cell}",
                        disable=not progress, unit="epoch")
+    size = m                                  # how many models an epoch computes
     for epoch in bar:
         if not active.any():
             break
         was_active = active.copy()
-        params, opt_state, alive, tr_loss, tr_acc = run_epoch(
-            spec, epoch_protocol(protocol), pop.hmax, n_batches, params, opt_state, pop.mask,
-            jnp.asarray(lr_np, dt), jnp.asarray(active), keys, epoch, dev["train"],
-            positions=positions["train"], full_length=full["train"], shards=shards)
-        alive = np.asarray(alive)
-        tr_loss, tr_acc = np.asarray(tr_loss), np.asarray(tr_acc)
+        size = compact_size(int(active.sum()), size) if compact else m
+        if size == m:
+            sel, n_run = None, m
+            params, opt_state, alive, tr_loss, tr_acc = run_epoch(
+                spec, epoch_protocol(protocol), pop.hmax, n_batches, params, opt_state, pop.mask,
+                jnp.asarray(lr_np, dt), jnp.asarray(active), keys, epoch, dev["train"],
+                positions=positions["train"], full_length=full["train"], shards=shards)
+            alive = np.asarray(alive)
+            tr_loss, tr_acc = np.asarray(tr_loss), np.asarray(tr_acc)
+        else:                                 # only the running models, gathered
+            sel, n_run = _select(active, size)
+            real = sel[:n_run]
+            p_s, o_s, alive_s, loss_s, acc_s = run_epoch(
+                spec, epoch_protocol(protocol), pop.hmax, n_batches, _gather(params, sel),
+                _gather(opt_state, sel), _gather(pop.mask, sel), jnp.asarray(lr_np[sel], dt),
+                jnp.asarray(np.arange(size) < n_run), keys[sel], epoch, dev["train"],
+                positions=positions["train"], full_length=full["train"], shards=n_shards(size))
+            params = _scatter(params, p_s, real, n_run)
+            opt_state = _scatter(opt_state, o_s, real, n_run)
+            alive = _spread(alive_s, real, n_run, m, fill=False).astype(bool)
+            tr_loss, tr_acc = _spread(loss_s, real, n_run, m), _spread(acc_s, real, n_run, m)
         newly_div = was_active & ~alive
         diverged_epoch[newly_div] = epoch
         status[newly_div] = "diverged"
         active = alive
         epochs_run[was_active] = epoch
-        val_loss, val_acc = measure("val", params)
-        test_acc = measure("test", params)[1] if "test" in dev else np.full(m, np.nan)
+        val_loss, val_acc = measure("val", params, sel, n_run)
+        test_acc = measure("test", params, sel, n_run)[1] if "test" in dev else np.full(m, np.nan)
 
         improved = active & (val_acc > best_val)
         best = _tree_where(jnp.asarray(improved), params, best)
