@@ -300,7 +300,8 @@ def render_html(entries: list[Entry], header: dict) -> str:
             b.append(f'<tr class="claim {esc(v)}" data-experiment="{esc(e.name)}" '
                      f'data-claim="{esc(str(c.get("id", "")))}" data-verdict="{esc(v)}">'
                      f'<td>{link}</td><td class="paper">{esc(_paper_label(e.paper))}</td>'
-                     f'<td><code>{esc(str(c.get("id", "")))}</code></td><td>{esc(str(c.get("text", "")))}</td>'
+                     f'<td class="id"><code>{esc(str(c.get("id", "")))}</code></td>'
+                     f'<td class="text">{esc(str(c.get("text", "")))}</td>'
                      f'<td class="num">{esc(fmt_num(c.get("value")))}</td>'
                      f'<td class="num">{esc(fmt_interval(c.get("interval")))}</td>'
                      f"<td>{_badge(v)}</td><td>{esc(e.scale)}</td></tr>")
@@ -349,8 +350,9 @@ def _html_section(e: Entry) -> str:
         for c in e.claims:
             v = c.get("verdict", "inconclusive")
             s.append(f'<tr class="claim {esc(v)}" data-verdict="{esc(v)}">'
-                     f'<td><code>{esc(str(c.get("id", "")))}</code></td><td>{esc(str(c.get("text", "")))}</td>'
-                     f'<td>{esc(str(c.get("statistic", "")))}</td>'
+                     f'<td class="id"><code>{esc(str(c.get("id", "")))}</code></td>'
+                     f'<td class="text">{esc(str(c.get("text", "")))}</td>'
+                     f'<td class="text">{esc(str(c.get("statistic", "")))}</td>'
                      f'<td class="num">{esc(fmt_num(c.get("value")))}</td>'
                      f'<td class="num">{esc(fmt_interval(c.get("interval")))}</td>'
                      f'<td class="num">{esc(threshold_text(c))}</td><td>{_badge(v)}</td></tr>')

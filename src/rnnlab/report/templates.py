@@ -7,7 +7,7 @@ CSS = """
 * { box-sizing: border-box; }
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; line-height: 1.5;
        color: #1f2328; margin: 0; padding: 0 1rem 4rem; background: #fff; }
-main { max-width: 1000px; margin: 0 auto; }
+main { max-width: 1200px; margin: 0 auto; }
 h1 { font-size: 1.8rem; margin: 1.5rem 0 0.3rem; }
 h2 { font-size: 1.35rem; margin: 2.5rem 0 0.4rem; padding-top: 1rem;
      border-top: 2px solid var(--border); }
@@ -41,7 +41,11 @@ figure img { width: 100%; height: auto; border: 1px solid var(--border); }
 figcaption { color: #59636e; font-size: 0.85rem; text-align: center; }
 .counts span { margin-right: 1em; }
 nav.toc ol { columns: 2; font-size: 0.92rem; }
-table.summary td code, table.claims td code { white-space: nowrap; word-break: normal; }
+/* claim ids are long hyphenated words: let them break (after a hyphen first) and keep the
+   statement column wide enough to read */
+td.id { width: 13em; max-width: 13em; }
+td.id code { white-space: normal; overflow-wrap: anywhere; }
+td.text { min-width: 20em; }
 table.summary td.paper, table.summary td:first-child { white-space: nowrap; }
 details > summary { cursor: pointer; color: #0969da; }
 """
