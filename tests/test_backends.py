@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -274,7 +275,61 @@ def _square(shard):
 
 
 def test_local_backend_yields_every_shard_in_order():
-    be = backends.get("local")
-    assert isinstance(be, LocalBackend) and be.name == "local"
+    be = LocalBackend(workers=1)
+    assert be.name == "local"
     assert list(be.map(_square, [{"x": 3}, {"x": 1}, {"x": 2}])) == [(0, 9), (1, 1), (2, 4)]
     be.close()
+
+
+def _slow_square(shard):
+    time.sleep(shard["wait"])
+    from rnnlab.engine.train import _cpus
+    return shard["x"] ** 2, _cpus(), threading.current_thread().name
+
+
+def test_local_backend_runs_shards_concurrently_each_with_its_share_of_the_cores():
+    be = LocalBackend(workers=2)
+    shards = [{"x": 3, "wait": 0.6}, {"x": 1, "wait": 0.05}, {"x": 2, "wait": 0.05}]
+    t0 = time.perf_counter()
+    out = list(be.map(_slow_square, shards))
+    assert time.perf_counter() - t0 < 0.6 + 0.05 + 0.4          # the short ones ran beside the long one
+    assert [i for i, _ in out] == [1, 2, 0]                      # yielded as they finish
+    from rnnlab.engine.train import _cpus
+    assert {r[1] for _, r in out} == {max(1, _cpus() // 2)}      # each shard: half the cores
+    assert all(r[2].startswith("rnnlab-local") for _, r in out)
+    assert sorted((i, r[0]) for i, r in out) == [(0, 9), (1, 1), (2, 4)]
+
+
+def _fail_on_one(shard):
+    if shard["x"] == 1:
+        raise ValueError("shard 1 is broken")
+    time.sleep(0.05)
+    return shard["x"]
+
+
+def test_local_backend_error_stops_the_sweep_and_is_raised():
+    started = []
+    be = LocalBackend(workers=2)
+    shards = [{"x": 0}, {"x": 1}] + [{"x": k} for k in range(2, 30)]
+    with pytest.raises(ValueError, match="shard 1 is broken"):
+        for i, r in be.map(lambda s: started.append(s["x"]) or _fail_on_one(s), shards):
+            pass
+    assert len(started) < 10                                    # later shards were never started
+
+
+def test_local_experiment_tables_do_not_depend_on_workers(tmp_path):
+    """capacity-inits (tiny: 2 tasks x 2 cells = 4 shards) with 1 and with 2 workers."""
+    outs = {}
+    for w in (1, 2):
+        res = experiments.run(EXP, scale="tiny", out=tmp_path / f"w{w}", backend=LocalBackend(workers=w), progress=False)
+        outs[w] = res.tables
+    for t in outs[1]:
+        pd.testing.assert_frame_equal(outs[1][t], outs[2][t])
+
+
+def test_workers_from_the_environment(monkeypatch):
+    monkeypatch.setenv("RNNLAB_WORKERS", "3")
+    assert LocalBackend().workers == 3
+    monkeypatch.setenv("RNNLAB_WORKERS", "zero")
+    with pytest.raises(ConfigError, match="^RNNLAB_WORKERS: must be a positive integer"):
+        LocalBackend()

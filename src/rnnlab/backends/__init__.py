@@ -1,5 +1,6 @@
-"""Where shards run. ``local`` (default): in this process, one shard after another (the
-engine already uses both cores inside a shard). ``ray``: shards as Ray remote tasks.
+"""Where shards run. ``local`` (default): in this process, as many shards at a time as there
+are cores (RNNLAB_WORKERS; at most 4), each with its share of the cores. ``ray``: shards as
+Ray remote tasks.
 
 A backend only computes: ``map(fn, shards)`` yields ``(index, result)`` as shards finish; the
 driver alone writes the store. A shard's randomness depends only on its own config (which holds

@@ -12,8 +12,10 @@ alone.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -113,11 +115,30 @@ MIN_SHARD_MODELS = 8
 _POOLS: dict[int, ThreadPoolExecutor] = {}
 
 
+_SHARE = threading.local()
+
+
 def _cpus() -> int:
+    """Cores this thread may use: its share (see :func:`cpu_share`), else the process's."""
+    share = getattr(_SHARE, "n", None)
+    if share:
+        return share
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:
         return os.cpu_count() or 1
+
+
+@contextmanager
+def cpu_share(n: int):
+    """Within this thread, populations are cut into shards for `n` cores (the local backend
+    runs several experiment shards at once, each with its share of the cores)."""
+    prev = getattr(_SHARE, "n", None)
+    _SHARE.n = int(n)
+    try:
+        yield
+    finally:
+        _SHARE.n = prev
 
 
 def n_shards(m: int) -> int:
