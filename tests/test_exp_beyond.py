@@ -1,7 +1,6 @@
 """Beyond the papers: the fixed-point finder, the fixed-points and capacity-bits experiments."""
 import json
 
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest

@@ -12,7 +12,7 @@ derived for any cell without cell-specific code:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import jax.numpy as jnp

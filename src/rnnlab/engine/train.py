@@ -27,7 +27,7 @@ import pandas as pd
 
 from ..progress import progress_bar
 from . import model as mdl
-from .population import Population, apply_mask, at_positions, batch_loss, evaluate
+from .population import Population, at_positions, batch_loss, evaluate
 from .protocols import Protocol
 
 DATA_KEYS = ("tokens", "lengths", "targets", "target_mask", "accept")

@@ -408,7 +408,7 @@ def figures(tables: dict, cfg: dict) -> dict:
             ax.set_title(f"{cell} (val acc {mrow['best_val_acc']:.3f}), input {_word_name(word)}", fontsize=8)
             ax.set_xlabel("h1")
             ax.set_ylabel("h2")
-    handles, labels = {}, {}
+    labels = {}
     for row in axes:
         for ax in row:
             for h, l in zip(*ax.get_legend_handles_labels()):
