@@ -142,3 +142,35 @@ def test_compact_size_shrinks_by_powers_of_two():
     assert compact_size(3, 48) == 8            # never below MIN_COMPACT
     assert compact_size(3, 8) == 8
     assert compact_size(1, 12) == 12           # 8 > 12 // 2
+
+
+def test_stop_acc_stops_each_model_at_its_first_epoch_at_the_target(first_small):
+    """protocol.stop_acc: a model stops after the first epoch whose val acc reaches it; until
+    then it trains exactly as without the rule, so its best accuracy is unchanged."""
+    spec = ModelSpec(cell="gru", dtype="float64")
+    prot = MEHTA.with_(patience=None, halve_on="none", lr=1e-2)
+    free = train(make_population(spec, 4, 4, np.arange(8)), prot, first_small, max_epochs=6, progress=False)
+    target = float(np.median(free.curves.query("epoch > 0").val_acc))
+    ruled = train(make_population(spec, 4, 4, np.arange(8)), prot.with_(stop_acc=target), first_small,
+                  max_epochs=6, progress=False)
+    stopped = 0
+    for i in range(8):
+        c = free.curves.query("model == @i and epoch > 0").val_acc.to_numpy()
+        hit = np.flatnonzero(c >= target)
+        row = ruled.summary.iloc[i]
+        if len(hit):
+            stopped += 1
+            assert row.status == "reached_acc" and row.epochs == hit[0] + 1
+            np.testing.assert_allclose(ruled.curves.query("model == @i and epoch > 0").val_acc, c[:hit[0] + 1],
+                                       rtol=0, atol=1e-12)
+            assert row.best_val_acc >= target
+        else:
+            assert row.status == "max_epochs"
+    assert stopped > 0                     # the median is reached by at least half of the models
+
+
+def test_stop_acc_out_of_range_is_a_config_error():
+    from rnnlab.errors import ConfigError
+    for bad in (0.0, 1.5, -1):
+        with pytest.raises(ConfigError, match="^stop_acc:"):
+            MEHTA.with_(stop_acc=bad)

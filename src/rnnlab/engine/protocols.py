@@ -20,6 +20,7 @@ class Protocol:
     tol: float | None = None         # stop when |change of mean train loss| < tol
     shuffle: bool = True             # reshuffle each model's batch order every epoch
     max_loss: float = 1e6            # a batch loss above this (or non-finite) marks "diverged"
+    stop_acc: float | None = None    # stop once val acc reaches this (nothing left to gain at 1.0)
 
     def __post_init__(self):
         if self.optimizer not in ("adam", "sgd"):
@@ -32,6 +33,8 @@ class Protocol:
             raise ConfigError(f"lr: must be > 0, got {self.lr!r}")
         if int(self.batch_size) != self.batch_size or self.batch_size < 1:
             raise ConfigError(f"batch_size: must be a positive integer, got {self.batch_size!r}")
+        if self.stop_acc is not None and not (0 < self.stop_acc <= 1):
+            raise ConfigError(f"stop_acc: must be in (0, 1], got {self.stop_acc!r}")
         if int(self.max_epochs) != self.max_epochs or self.max_epochs < 1:
             raise ConfigError(f"max_epochs: must be a positive integer, got {self.max_epochs!r}")
 

@@ -386,6 +386,10 @@ def train(pop: Population, protocol: Protocol, data: dict, *, lr=None, snapshots
         s = active & (lr_np < protocol.min_lr) & ~stop
         status[s] = "min_lr"
         stop |= s
+        if protocol.stop_acc is not None:
+            s = active & (val_acc >= protocol.stop_acc) & ~stop
+            status[s] = "reached_acc"
+            stop |= s
         if protocol.tol is not None:
             s = active & (np.abs(tr_loss - prev_loss) < protocol.tol) & ~stop
             status[s] = "converged"

@@ -44,7 +44,7 @@ ORDER = 3
 SOURCE = "Collins, Sohl-Dickstein & Sussillo 2017 (ICLR), random-label capacity"
 QUESTION = ("How many bits of random labels does each cell store per parameter, and is that number "
             "about the same for vanilla and gated cells (capacity separate from trainability)?")
-VERSION = 1
+VERSION = 2
 
 #: Collins et al.'s headline value (bits per parameter, long training, tuned hyperparameters)
 PAPER_BITS_PER_PARAM = 5.0
@@ -60,6 +60,9 @@ CHOICES = {
                 "at every dip of a noisy memorisation curve drove lr below 1e-6 within ~60 epochs in "
                 "our trials, freezing memorisation far below capacity; halve_lr=True restores the rule. "
                 "quick scale: lr 1e-2; paper scale: lr 1e-3, 300 epochs of max(N) rows",
+    "stop_when_memorised": "a model stops once it classifies all N random labels right (its "
+                           "accuracy, hence its bits, cannot rise further); False trains every model "
+                           "for max_epochs",
     "equal_steps": "every N gets the same number of gradient steps: an epoch holds "
                    "passes_per_epoch * max(N) rows, each of the N sequences repeated equally often "
                    "(quick: 4 passes per epoch x 25 epochs = 100 passes over max(N) rows; fewer, longer "
@@ -77,7 +80,7 @@ CHOICES = {
 def default_config(scale: str) -> dict:
     cfg = {"seed": 0, "cells": ["rnn-tanh", "gru", "lstm"], "input": 4, "hiddens": [2, 4, 8],
            "n_examples": [64, 256], "inits": 2, "init": "torch", "lr": 0.01, "halve_lr": False,
-           "max_epochs": 25, "passes_per_epoch": 4, "ratio_max": 2.0}
+           "max_epochs": 25, "passes_per_epoch": 4, "ratio_max": 2.0, "stop_when_memorised": True}
     if scale == "paper":
         cfg.update(hiddens=[2, 4, 8, 16, 32], n_examples=[256, 1024, 4096, 16384], inits=3, lr=0.001,
                    max_epochs=300, passes_per_epoch=1)
@@ -160,7 +163,8 @@ def capacity_shard(shard: dict) -> dict[str, pd.DataFrame]:
     pool = tasks.splits("first", int(shard["seed"]), {"train": nmax})["train"]
     protocol = get_protocol("mehta").with_(lr=float(shard["lr"]), patience=None,
                                            max_epochs=int(shard["max_epochs"]),
-                                           halve_on="val_acc_drop" if shard["halve_lr"] else "none")
+                                           halve_on="val_acc_drop" if shard["halve_lr"] else "none",
+                                           stop_acc=1.0 if shard["stop_when_memorised"] else None)
     caps, curves = [], []
     for n in ns:
         data = random_label_data(pool, n, shard["seed"], passes * nmax)
@@ -184,6 +188,7 @@ def _shards(cfg: dict) -> list[dict]:
              "hiddens": [int(h) for h in cfg["hiddens"]], "inits": int(cfg["inits"]),
              "n_examples": [int(n) for n in cfg["n_examples"]], "lr": float(cfg["lr"]),
              "halve_lr": bool(cfg["halve_lr"]), "max_epochs": int(cfg["max_epochs"]),
+             "stop_when_memorised": bool(cfg["stop_when_memorised"]),
              "passes_per_epoch": int(cfg["passes_per_epoch"])}
             for c in cfg["cells"]]
 
