@@ -328,6 +328,8 @@ def test_local_experiment_tables_do_not_depend_on_workers(tmp_path):
 
 
 def test_workers_from_the_environment(monkeypatch):
+    monkeypatch.delenv("RNNLAB_WORKERS", raising=False)
+    assert LocalBackend().workers == 1                          # the measured default
     monkeypatch.setenv("RNNLAB_WORKERS", "3")
     assert LocalBackend().workers == 3
     monkeypatch.setenv("RNNLAB_WORKERS", "zero")

@@ -102,7 +102,7 @@ def test_sterin_protocol_on_reber_runs_and_learns():
     assert (last < first).all()
 
 
-def test_compacting_stopped_models_changes_nothing(first_small):
+def test_compacting_stopped_models_changes_nothing(first_small, monkeypatch):
     """Once most models have stopped, epochs compute only the running ones (gathered into a
     smaller population, scattered back): every curve, status, best checkpoint and final
     parameter is what the uncompacted run gives."""
@@ -112,6 +112,7 @@ def test_compacting_stopped_models_changes_nothing(first_small):
     # most models stop after epoch 1 (lr below min_lr), 6 keep going: 40 -> 8 models per epoch
     lr = np.where(np.isin(seeds, [3, 7, 20, 21, 30, 39]), 1e-2, 1e-7)
     prot = MEHTA.with_(patience=None)
+    monkeypatch.setattr(tr, "COMPACT_MIN_EPOCHS_LEFT", 3)   # compact during epochs 2 (8 models) and 3 ...
     sizes = []
     real = tr.run_epoch
     tr.run_epoch = lambda *a, **k: sizes.append(int(np.shape(a[7])[0])) or real(*a, **k)
@@ -121,7 +122,7 @@ def test_compacting_stopped_models_changes_nothing(first_small):
         tr.run_epoch = real
     off = train(make_population(spec, 4, 4, seeds), prot, first_small, lr=lr, max_epochs=4, progress=False,
                 compact=False)
-    assert sizes == [40, 8, 8, 8], sizes
+    assert sizes == [40, 8, 8, 8], sizes                    # ... and the size then stays
     assert (on.summary.status == off.summary.status).all()
     assert set(on.summary.status) == {"min_lr", "max_epochs"}
     np.testing.assert_array_equal(on.summary.epochs, off.summary.epochs)

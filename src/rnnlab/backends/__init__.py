@@ -1,5 +1,5 @@
-"""Where shards run. ``local`` (default): in this process, as many shards at a time as there
-are cores (RNNLAB_WORKERS; at most 4), each with its share of the cores. ``ray``: shards as
+"""Where shards run. ``local`` (default): in this process, one shard after another (the
+engine uses the cores inside a shard; RNNLAB_WORKERS=N runs N shards at a time). ``ray``: shards as
 Ray remote tasks.
 
 A backend only computes: ``map(fn, shards)`` yields ``(index, result)`` as shards finish; the

@@ -223,6 +223,10 @@ def epoch_protocol(protocol: Protocol) -> Protocol:
 
 #: populations are compacted (stopped models dropped) to power-of-two sizes no smaller than this
 MIN_COMPACT = 8
+#: ... and only while at least this many epochs of the budget remain: a new size costs a
+#: compilation, which a short run (quick scale: ~10 epochs) does not earn back. A rule on the
+#: config, not on timings, so that what runs never depends on the machine's speed.
+COMPACT_MIN_EPOCHS_LEFT = 20
 
 
 def compact_size(n_active: int, current: int) -> int:
@@ -274,7 +278,8 @@ def train(pop: Population, protocol: Protocol, data: dict, *, lr=None, snapshots
     """Train every model of `pop` with `protocol` on data["train"], validating on data["val"]
     (and measuring data["test"] if given). lr: one value or one per model (default protocol.lr).
     compact: once the running models fit in half the population (see :func:`compact_size`),
-    epochs and evaluations compute only them (gathered, then scattered back); a stopped model's
+    while COMPACT_MIN_EPOCHS_LEFT epochs of the budget remain, epochs and evaluations compute
+    only them (gathered, then scattered back); a stopped model's
     parameters are frozen either way, and a model computes the same whichever models share its
     epoch."""
     t0 = time.perf_counter()
@@ -330,7 +335,8 @@ def train(pop: Population, protocol: Protocol, data: dict, *, lr=None, snapshots
         if not active.any():
             break
         was_active = active.copy()
-        size = compact_size(int(active.sum()), size) if compact else m
+        if compact and max_epochs - epoch + 1 >= COMPACT_MIN_EPOCHS_LEFT:
+            size = compact_size(int(active.sum()), size)
         if size == m:
             sel, n_run = None, m
             params, opt_state, alive, tr_loss, tr_acc = run_epoch(
