@@ -79,3 +79,27 @@ def test_engine_runs_mingru_with_its_parallel_scan():
             np.testing.assert_allclose(np.asarray(g1[k]), np.asarray(g2[k]), atol=1e-10)
     finally:
         object.__setattr__(c, "parallel", orig)
+
+
+def test_trailing_batch_switch_is_per_thread():
+    """A kernel traced with trailing batch axes in one thread leaves matvec alone in another."""
+    import threading
+    from rnnlab.cells import base
+    w, v = jnp.ones((2, 3)), jnp.arange(3.0)
+    seen = {}
+    inside, done = threading.Event(), threading.Event()
+
+    def other():
+        inside.wait()
+        seen["other"] = base._trailing()[0]
+        done.set()
+    t = threading.Thread(target=other)
+    t.start()
+    with base.trailing_batch():
+        seen["here"] = base._trailing()[0]
+        inside.set()
+        done.wait()
+    t.join()
+    assert seen == {"here": True, "other": False}
+    assert base._trailing()[0] is False
+    np.testing.assert_allclose(np.asarray(base.matvec(w, v)), [3.0, 3.0])

@@ -336,14 +336,8 @@ def _load_config_file(path: str) -> tuple[dict, str | None]:
 
 
 def _check_cells(names) -> None:
-    from . import cells
-    if isinstance(names, str):
-        names = [c.strip() for c in names.split(",") if c.strip()]
-    if not isinstance(names, (list, tuple)) or not names:
-        raise ConfigError(f"cells: expected a non-empty list of cell names, got {names!r}")
-    for c in names:
-        if c not in cells.CELLS:
-            raise ConfigError(f"cells: unknown cell {c!r}; known: {', '.join(sorted(cells.CELLS))}")
+    from .experiments.base import check_cells
+    check_cells(names)
 
 
 def run_config(args) -> tuple[dict, str]:

@@ -12,6 +12,7 @@ derived for any cell without cell-specific code:
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Callable
 
@@ -33,7 +34,10 @@ class Cell:
     state_mult: int = 1                     # state size = state_mult * hidden (LSTM: 2)
     bias_params: tuple[str, ...] = ()       # names dropped when bias=False
     reference: str = ""                     # paper / torch class it follows
-    parallel: Callable | None = None        # optional parallel-scan form over a whole sequence
+    # optional parallel form over a whole sequence: parallel(p, xs [T, in], valid [T] bool) ->
+    # states [T, state], starting from the zero state (h0 = 0, as everywhere here) and carrying
+    # the state where valid is False; the engine uses it instead of stepping (same states)
+    parallel: Callable | None = None
     # Optional split of `step` into an input part and a recurrent part, with
     # step(p, s, x) == step_proj(p, s, input_proj(p, x)) exactly. The input part depends on x
     # alone, so the engine computes it once per vocabulary entry (a [vocab, gates*hidden]
@@ -85,7 +89,7 @@ def matvec(w: jnp.ndarray, v: jnp.ndarray) -> jnp.ndarray:
     it into one dot_general per step, which measured fastest for training populations
     (benchmarks/train_population.py; multiply-and-sum forms were 1.2-4x slower there). Inside
     ``trailing_batch()`` it is an unrolled multiply-add instead (see below)."""
-    if _TRAILING:
+    if _trailing()[0]:
         return _matvec_trailing(w, v)
     return w @ v
 
@@ -95,15 +99,18 @@ def matvec(w: jnp.ndarray, v: jnp.ndarray) -> jnp.ndarray:
 # unrolled multiply-add over n: pure elementwise code that XLA fuses into one vectorised loop
 # with the batch axes minor. Cells that use ``linear``/``matvec`` and split/concatenate along
 # axis 0 work unchanged; callers must check the result against the vmapped step.
-_TRAILING = False
+# The switch is per thread: shards traced at the same time in other threads are not affected.
+_TLS = threading.local()
 
 
-_TRAILING_HOOK = None
+def _trailing() -> tuple[bool, object]:
+    return getattr(_TLS, "on", False), getattr(_TLS, "hook", None)
 
 
 def _matvec_trailing(w, v):
-    if _TRAILING_HOOK is not None:
-        return _TRAILING_HOOK(_matvec_unrolled, w, v)
+    hook = _trailing()[1]
+    if hook is not None:
+        return hook(_matvec_unrolled, w, v)
     return _matvec_unrolled(w, v)
 
 
@@ -115,20 +122,19 @@ def _matvec_unrolled(w, v):
 
 
 class trailing_batch:
-    """Context manager: trace cell steps with trailing batch axes (see above). ``hook(f, w, v)``,
-    if given, computes every matvec (e.g. to place some of them outside a fusion)."""
+    """Context manager: trace cell steps with trailing batch axes (see above), in this thread.
+    ``hook(f, w, v)``, if given, computes every matvec (e.g. to place some of them outside a
+    fusion)."""
 
     def __init__(self, hook=None):
         self.hook = hook
 
     def __enter__(self):
-        global _TRAILING, _TRAILING_HOOK
-        self._prev = (_TRAILING, _TRAILING_HOOK)
-        _TRAILING, _TRAILING_HOOK = True, self.hook
+        self._prev = _trailing()
+        _TLS.on, _TLS.hook = True, self.hook
 
     def __exit__(self, *exc):
-        global _TRAILING, _TRAILING_HOOK
-        _TRAILING, _TRAILING_HOOK = self._prev
+        _TLS.on, _TLS.hook = self._prev
 
 
 def linear(p: dict, w: str, b: str | None, v: jnp.ndarray) -> jnp.ndarray:

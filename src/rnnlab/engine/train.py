@@ -131,14 +131,17 @@ def _cpus() -> int:
 
 @contextmanager
 def cpu_share(n: int):
-    """Within this thread, populations are cut into shards for `n` cores (the local backend
-    runs several experiment shards at once, each with its share of the cores)."""
-    prev = getattr(_SHARE, "n", None)
-    _SHARE.n = int(n)
+    """Within this thread, populations are cut into shards for `n` cores, run by thread pools
+    of this context's own (the local backend runs several experiment shards at once, each
+    with its share of the cores)."""
+    prev = (getattr(_SHARE, "n", None), getattr(_SHARE, "pools", None))
+    _SHARE.n, _SHARE.pools = int(n), {}
     try:
         yield
     finally:
-        _SHARE.n = prev
+        for pool in _SHARE.pools.values():
+            pool.shutdown(wait=True)
+        _SHARE.n, _SHARE.pools = prev
 
 
 def n_shards(m: int) -> int:
@@ -152,10 +155,17 @@ def n_shards(m: int) -> int:
     return max(1, min(_cpus(), 4, m // MIN_SHARD_MODELS))
 
 
+_POOLS_LOCK = threading.Lock()
+
+
 def _pool(n: int) -> ThreadPoolExecutor:
-    if n not in _POOLS:
-        _POOLS[n] = ThreadPoolExecutor(n, thread_name_prefix="rnnlab-shard")
-    return _POOLS[n]
+    """A pool of n threads: this thread's core share has its own, the process shares one."""
+    own = getattr(_SHARE, "pools", None)
+    pools = _POOLS if own is None else own
+    with _POOLS_LOCK:
+        if n not in pools:
+            pools[n] = ThreadPoolExecutor(n, thread_name_prefix="rnnlab-shard")
+        return pools[n]
 
 
 def _pad_models(tree, pad: int):
@@ -389,13 +399,13 @@ def train(pop: Population, protocol: Protocol, data: dict, *, lr=None, snapshots
             s = active & (since_best >= protocol.patience)
             status[s & ~stop] = "patience"
             stop |= s
-        s = active & (lr_np < protocol.min_lr) & ~stop
-        status[s] = "min_lr"
-        stop |= s
-        if protocol.stop_acc is not None:
+        if protocol.stop_acc is not None:      # before min_lr: reaching the target is the news
             s = active & (val_acc >= protocol.stop_acc) & ~stop
             status[s] = "reached_acc"
             stop |= s
+        s = active & (lr_np < protocol.min_lr) & ~stop
+        status[s] = "min_lr"
+        stop |= s
         if protocol.tol is not None:
             s = active & (np.abs(tr_loss - prev_loss) < protocol.tol) & ~stop
             status[s] = "converged"

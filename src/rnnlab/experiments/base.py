@@ -131,24 +131,25 @@ def resolve_config(mod, scale: str = "quick", config: dict | None = None) -> dic
         from ..tasks.base import check_seed
         check_seed(cfg["seed"])
     if "cells" in cfg:
-        cfg["cells"] = _check_cells(cfg["cells"])
+        cfg["cells"] = check_cells(cfg["cells"])
     if hasattr(mod, "validate"):
         mod.validate(cfg)
     return cfg
 
 
-def _check_cells(value) -> list[str]:
-    """Every experiment's "cells": a non-empty list (or comma string) of distinct registered
-    cells; returns the list (what the experiment's own `validate` then sees)."""
+def check_cells(value, field: str = "cells") -> list[str]:
+    """Every experiment's "cells" (or another list of cells, named `field`): a non-empty list
+    (or comma string) of distinct registered cells; returns the list (what the experiment's
+    own `validate` then sees)."""
     from .. import cells
     names = [c.strip() for c in value.split(",") if c.strip()] if isinstance(value, str) else value
     if not isinstance(names, (list, tuple)) or not names:
-        raise ConfigError(f"cells: expected a non-empty list of cell names, got {value!r}")
+        raise ConfigError(f"{field}: expected a non-empty list of cell names, got {value!r}")
     for c in names:
         if not isinstance(c, str) or c not in cells.CELLS:
-            raise ConfigError(f"cells: unknown cell {c!r}; known: {', '.join(sorted(cells.CELLS))}")
+            raise ConfigError(f"{field}: unknown cell {c!r}; known: {', '.join(sorted(cells.CELLS))}")
     if len(set(names)) != len(names):
-        raise ConfigError(f"cells: duplicate cell in {list(names)!r}")
+        raise ConfigError(f"{field}: duplicate cell in {list(names)!r}")
     return list(names)
 
 

@@ -53,6 +53,10 @@ def default_config(scale: str) -> dict:
     }
 
 
+def validate(cfg: dict) -> None:
+    cfg["reber_cells"] = base.check_cells(cfg["reber_cells"], "reber_cells")
+
+
 def _settings(cfg):
     out = []
     for c in cells_list(cfg["cells"]):
