@@ -10,7 +10,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import common, discrepancy, random_landscape, reproduce_quick, train_population  # noqa: E402
+from benchmarks import (common, discrepancy, population_vs_one_by_one, random_landscape,  # noqa: E402
+                        reproduce_quick, train_population)
 from rnnlab import bench  # noqa: E402
 
 
@@ -28,6 +29,12 @@ def test_train_population_runs():
     res = train_population.run(isolate=False, memory=False, sizes=[[2, 2]], models=3, n_train=64, reps=1)
     _check(res, "train_population", 1, ["rnnlab_epoch_s", "torch_model_epoch_s", "ratio", "compile_s"])
     assert res["cases"][0]["ratio"] > 0
+
+
+def test_population_vs_one_by_one_runs_and_models_agree():
+    res = population_vs_one_by_one.run(isolate=False, inits=3, epochs=1, n_train=64, reps=1)
+    _check(res, "population_vs_one_by_one", 1, ["population_s", "one_by_one_s", "ratio"])
+    assert res["cases"][0]["max_best_acc_diff"] < 1e-5     # the same models either way
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
 """`rnnlab bench [--quick]`: every benchmark of benchmarks/ against the baseline a user would
 otherwise run, one summary.
 
-Workloads (one script each in benchmarks/, also runnable alone): train_population, discrepancy,
+Workloads (one script each in benchmarks/, also runnable alone): train_population,
+population_vs_one_by_one, discrepancy,
 random_landscape, reproduce_quick. Each measures rnnlab and its baseline in the same process,
 interleaved, and its peak memory in fresh processes; see benchmarks/common.py for the rules.
 The summary is printed as tables and written to benchmarks/results/<timestamp>.json.
@@ -14,7 +15,7 @@ import time
 import traceback
 from pathlib import Path
 
-WORKLOADS = ("train_population", "discrepancy", "random_landscape", "reproduce_quick")
+WORKLOADS = ("train_population", "population_vs_one_by_one", "discrepancy", "random_landscape", "reproduce_quick")
 
 
 def benchmarks_dir() -> Path:
