@@ -14,7 +14,6 @@ Targets: >= 1000x (against the paper's procedure), and the full grid (both cells
 """
 from __future__ import annotations
 
-import time
 
 try:
     from . import common
