@@ -184,3 +184,19 @@ def test_capacity_bits_claim_fails_on_broken_table():
     ok = broken.assign(bits_per_param=lambda d: np.where(d["cell"] == "rnn-tanh", 0.8, d["bits_per_param"]))
     (c,) = capacity_bits.claims({"capacity": ok}, cfg)
     assert c.verdict == "holds"
+
+
+def test_capacity_shards_per_n_equal_one_shard_for_all_n():
+    """The experiment trains each (cell, N) as its own shard (a kill loses one population at
+    most); that gives exactly the rows one shard over every N gives."""
+    import pandas as pd
+    from rnnlab.experiments import capacity_bits as cb
+    cfg = cb.default_config("tiny")
+    shards = cb._shards(cfg)
+    assert [s["n_examples"] for s in shards] == [[64], [32]] and all(s["nmax"] == 64 for s in shards)
+    both = cb.capacity_shard(dict(shards[0], n_examples=[32, 64]))
+    apart = [cb.capacity_shard(s) for s in shards]
+    for t, keys in (("capacity", ["n_examples", "hidden", "init"]), ("curves", ["n_examples", "model", "epoch"])):
+        a = both[t].sort_values(keys).reset_index(drop=True)
+        b = pd.concat([x[t] for x in apart]).sort_values(keys).reset_index(drop=True)
+        pd.testing.assert_frame_equal(a, b)

@@ -149,8 +149,10 @@ def _seed_base(seed: int, cell: str) -> int:
 
 
 def capacity_shard(shard: dict) -> dict[str, pd.DataFrame]:
-    """One cell: all (hidden x init) models in one padded population, trained once per N.
-    Tables: capacity (one row per model and N), curves."""
+    """One cell and one or more N: all (hidden x init) models in one padded population, trained
+    once per N (the experiment gives each shard one N, so a kill loses at most one population).
+    shard["nmax"] (default: the largest N of the shard) sets the pool the N sequences are taken
+    from and the rows of an epoch. Tables: capacity (one row per model and N), curves."""
     cell = shard["cell"]
     spec = model_spec("first", cell, shard["init"])
     hid = np.repeat(np.asarray(shard["hiddens"], int), int(shard["inits"]))
@@ -158,7 +160,7 @@ def capacity_shard(shard: dict) -> dict[str, pd.DataFrame]:
     hidx = np.repeat(np.arange(len(shard["hiddens"])), int(shard["inits"]))
     seeds = [_seed_base(shard["seed"], cell) + int(k) * 100 + int(i) for k, i in zip(hidx, inits)]
     ns = sorted(int(n) for n in shard["n_examples"])
-    nmax = max(ns)
+    nmax = int(shard.get("nmax", max(ns)))
     passes = int(shard["passes_per_epoch"])
     pool = tasks.splits("first", int(shard["seed"]), {"train": nmax})["train"]
     protocol = get_protocol("mehta").with_(lr=float(shard["lr"]), patience=None,
@@ -184,13 +186,15 @@ def capacity_shard(shard: dict) -> dict[str, pd.DataFrame]:
 
 
 def _shards(cfg: dict) -> list[dict]:
+    """One shard per (cell, N), largest N first (the longest ones start first)."""
+    nmax = max(int(n) for n in cfg["n_examples"])
     return [{"cell": c, "seed": int(cfg["seed"]), "init": cfg["init"], "input": int(cfg["input"]),
              "hiddens": [int(h) for h in cfg["hiddens"]], "inits": int(cfg["inits"]),
-             "n_examples": [int(n) for n in cfg["n_examples"]], "lr": float(cfg["lr"]),
+             "n_examples": [int(n)], "nmax": nmax, "lr": float(cfg["lr"]),
              "halve_lr": bool(cfg["halve_lr"]), "max_epochs": int(cfg["max_epochs"]),
              "stop_when_memorised": bool(cfg["stop_when_memorised"]),
              "passes_per_epoch": int(cfg["passes_per_epoch"])}
-            for c in cfg["cells"]]
+            for c in cfg["cells"] for n in sorted(set(int(n) for n in cfg["n_examples"]), reverse=True)]
 
 
 def execute(ctx) -> dict[str, pd.DataFrame]:
