@@ -1,6 +1,6 @@
 """Every experiment runs with the cells beyond the papers (lstm, ugrnn, mingru) beside the
-papers' own, at tiny scale: tables hold a row for every cell, claims come out. Slow (about 8
-minutes for all 14 on 2 cores): run with RNNLAB_SLOW=1 (make test-all)."""
+papers' own, at tiny scale: tables hold a row for every cell, claims come out. Slow (all 14: 2 min on 2
+cores with a warm compilation cache, several more cold): run with RNNLAB_SLOW=1 (make test-all)."""
 import pytest
 
 import rnnlab  # noqa: F401
