@@ -335,11 +335,6 @@ def _load_config_file(path: str) -> tuple[dict, str | None]:
     return data, scale
 
 
-def _check_cells(names) -> None:
-    from .experiments.base import check_cells
-    check_cells(names)
-
-
 def run_config(args) -> tuple[dict, str]:
     """The overrides and scale a `run` command asks for: --config, then --seed/--cells/--set."""
     config, scale = ({}, None) if args.config is None else _load_config_file(args.config)
@@ -353,7 +348,8 @@ def run_config(args) -> tuple[dict, str]:
             raise ConfigError(f"set: expected KEY=VALUE, got {item!r}")
         config[k.strip()] = _parse_value(v)
     if "cells" in config:
-        _check_cells(config["cells"])
+        from .experiments.base import check_cells
+        check_cells(config["cells"])
     scale = args.scale or scale or "quick"
     if scale not in SCALE_CHOICES:
         raise ConfigError(f"scale: unknown scale {scale!r}; known: quick, paper")

@@ -1,11 +1,10 @@
 """Run shards in this process: one after another, or up to `workers` at a time in threads.
 
 Shards are independent populations and JAX releases the GIL while it computes or compiles,
-so two shards on two cores overlap what one shard leaves idle: XLA's single-threaded
-compilation, small populations (the tail of a training run once most models have stopped)
-and the per-step overhead of tiny models. Each running shard gets an equal share of the
-cores for its own thread shards (``engine.train.cpu_share``). Results do not depend on the
-number of workers: a shard's computation depends only on its own config.
+so several can run at once; each gets an equal share of the cores for its own thread shards
+(``engine.train.cpu_share``). Off by default: on 2 cores it was slower (see
+:func:`default_workers`). Results do not depend on the number of workers: a shard's
+computation depends only on its own config.
 """
 from __future__ import annotations
 

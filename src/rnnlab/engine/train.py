@@ -287,11 +287,10 @@ def train(pop: Population, protocol: Protocol, data: dict, *, lr=None, snapshots
           progress: bool | str = True, max_epochs: int | None = None, compact: bool = True) -> TrainResult:
     """Train every model of `pop` with `protocol` on data["train"], validating on data["val"]
     (and measuring data["test"] if given). lr: one value or one per model (default protocol.lr).
-    compact: once the running models fit in half the population (see :func:`compact_size`),
-    while COMPACT_MIN_EPOCHS_LEFT epochs of the budget remain, epochs and evaluations compute
-    only them (gathered, then scattered back); a stopped model's
-    parameters are frozen either way, and a model computes the same whichever models share its
-    epoch."""
+    compact: once the running models fit in a power of two at most half the population (see
+    :func:`compact_size`), while COMPACT_MIN_EPOCHS_LEFT epochs of the budget remain, epochs and
+    evaluations compute only them (gathered, then scattered back); a stopped model's parameters
+    are frozen either way, and a model computes the same whichever models share its epoch."""
     t0 = time.perf_counter()
     spec = pop.spec
     dt = spec.jdtype
@@ -347,25 +346,23 @@ def train(pop: Population, protocol: Protocol, data: dict, *, lr=None, snapshots
         was_active = active.copy()
         if compact and max_epochs - epoch + 1 >= COMPACT_MIN_EPOCHS_LEFT:
             size = compact_size(int(active.sum()), size)
-        if size == m:
-            sel, n_run = None, m
-            params, opt_state, alive, tr_loss, tr_acc = run_epoch(
-                spec, epoch_protocol(protocol), pop.hmax, n_batches, params, opt_state, pop.mask,
-                jnp.asarray(lr_np, dt), jnp.asarray(active), keys, epoch, dev["train"],
-                positions=positions["train"], full_length=full["train"], shards=shards)
-            alive = np.asarray(alive)
-            tr_loss, tr_acc = np.asarray(tr_loss), np.asarray(tr_acc)
-        else:                                 # only the running models, gathered
-            sel, n_run = _select(active, size)
+        # the whole population, or only the running models gathered into `size` slots
+        sel, n_run = (None, m) if size == m else _select(active, size)
+        sub = (lambda t: t) if sel is None else (lambda t: _gather(t, sel))
+        run_active = active if sel is None else np.arange(size) < n_run
+        p_s, o_s, alive_s, loss_s, acc_s = run_epoch(
+            spec, epoch_protocol(protocol), pop.hmax, n_batches, sub(params), sub(opt_state),
+            sub(pop.mask), jnp.asarray(sub(lr_np), dt), jnp.asarray(run_active), sub(keys), epoch,
+            dev["train"], positions=positions["train"], full_length=full["train"],
+            shards=shards if sel is None else n_shards(size))
+        if sel is None:
+            params, opt_state = p_s, o_s
+            alive, tr_loss, tr_acc = np.asarray(alive_s), np.asarray(loss_s), np.asarray(acc_s)
+        else:
             real = sel[:n_run]
-            p_s, o_s, alive_s, loss_s, acc_s = run_epoch(
-                spec, epoch_protocol(protocol), pop.hmax, n_batches, _gather(params, sel),
-                _gather(opt_state, sel), _gather(pop.mask, sel), jnp.asarray(lr_np[sel], dt),
-                jnp.asarray(np.arange(size) < n_run), keys[sel], epoch, dev["train"],
-                positions=positions["train"], full_length=full["train"], shards=n_shards(size))
             params = _scatter(params, p_s, real, n_run)
             opt_state = _scatter(opt_state, o_s, real, n_run)
-            alive = _spread(alive_s, real, n_run, m, fill=False).astype(bool)
+            alive = _spread(alive_s, real, n_run, m, fill=False)
             tr_loss, tr_acc = _spread(loss_s, real, n_run, m), _spread(acc_s, real, n_run, m)
         newly_div = was_active & ~alive
         diverged_epoch[newly_div] = epoch

@@ -187,14 +187,14 @@ def capacity_shard(shard: dict) -> dict[str, pd.DataFrame]:
 
 def _shards(cfg: dict) -> list[dict]:
     """One shard per (cell, N), largest N first (the longest ones start first)."""
-    nmax = max(int(n) for n in cfg["n_examples"])
+    ns = sorted({int(n) for n in cfg["n_examples"]}, reverse=True)
     return [{"cell": c, "seed": int(cfg["seed"]), "init": cfg["init"], "input": int(cfg["input"]),
              "hiddens": [int(h) for h in cfg["hiddens"]], "inits": int(cfg["inits"]),
-             "n_examples": [int(n)], "nmax": nmax, "lr": float(cfg["lr"]),
+             "n_examples": [n], "nmax": ns[0], "lr": float(cfg["lr"]),
              "halve_lr": bool(cfg["halve_lr"]), "max_epochs": int(cfg["max_epochs"]),
              "stop_when_memorised": bool(cfg["stop_when_memorised"]),
              "passes_per_epoch": int(cfg["passes_per_epoch"])}
-            for c in cfg["cells"] for n in sorted(set(int(n) for n in cfg["n_examples"]), reverse=True)]
+            for c in cfg["cells"] for n in ns]
 
 
 def execute(ctx) -> dict[str, pd.DataFrame]:
