@@ -200,3 +200,41 @@ def test_capacity_shards_per_n_equal_one_shard_for_all_n():
         a = both[t].sort_values(keys).reset_index(drop=True)
         b = pd.concat([x[t] for x in apart]).sort_values(keys).reset_index(drop=True)
         pd.testing.assert_frame_equal(a, b)
+
+
+def test_gated_cells_end_to_end_tiny(tmp_path):
+    """Every cell beyond the papers in one capacity-inits style comparison: one population per
+    (task, cell), the same seeds for every cell, the configured lr actually used, claims for every
+    cell against the first."""
+    res = experiments.run("gated-cells", scale="tiny", out=tmp_path, progress=False, config={"lr": 0.02})
+    cfg = res.config
+    assert cfg["cells"] == ["rnn-tanh", "gru", "lstm", "ugrnn", "mingru"]
+    claims = _check_outputs(res, {"accuracy": ["task", "cell", "input", "hidden", "init", "seed", "best_val_acc"]},
+                            ["inits_first"])
+    acc = res.tables["accuracy"]
+    per_cell = len(cfg["inputs"]) * len(cfg["hiddens"]) * cfg["inits"]
+    assert acc.groupby("cell").size().to_dict() == {c: per_cell for c in cfg["cells"]}
+    assert acc.groupby("cell")["seed"].apply(lambda s: tuple(sorted(s))).nunique() == 1
+    assert np.allclose(res.tables["curves"]["lr"].dropna().unique(), 0.02)
+    for c in cfg["cells"][1:]:
+        assert f"similar-capacity-first-{c}-vs-rnn-tanh" in claims and f"more-good-inits-first-{c}-vs-rnn-tanh" in claims
+    assert len(claims) == 2 * (len(cfg["cells"]) - 1)
+
+
+def test_gated_cells_claims_fail_on_broken_table():
+    from rnnlab.experiments import gated_cells
+    cfg = gated_cells.default_config("tiny")
+    cfg.update(scale="tiny", inits=6)
+    rows = [{"task": "first", "cell": c, "input": 4, "hidden": 4, "init": i,
+             "best_val_acc": 0.99 if c == "rnn-tanh" else 0.5}      # every gated init fails, every vanilla one works
+            for c in cfg["cells"] for i in range(6)]
+    out = {c.id: c for c in gated_cells.claims({"accuracy": pd.DataFrame(rows)}, cfg)}
+    for c in cfg["cells"][1:]:
+        assert out[f"more-good-inits-first-{c}-vs-rnn-tanh"].verdict == "fails"
+        assert out[f"similar-capacity-first-{c}-vs-rnn-tanh"].verdict == "fails"
+
+
+def test_gated_cells_rejects_a_bad_lr():
+    from rnnlab.errors import ConfigError
+    with pytest.raises(ConfigError, match="^lr:"):
+        experiments.resolve_config(experiments.get("gated-cells"), "tiny", {"lr": -1.0})

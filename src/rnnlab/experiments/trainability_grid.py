@@ -119,6 +119,8 @@ def grid_shards(cfg: dict, tag: int) -> list[dict]:
                            "init": cfg["init_scheme"], "sizes": sizes, "seeds": seeds,
                            "init_ids": init_ids, "protocol": cfg["protocol"],
                            "max_epochs": cfg["max_epochs"], "data_sizes": dict(cfg["data_sizes"])})
+            if cfg.get("lr") is not None:     # only where set: the other grids' shard keys stay as they were
+                shards[-1]["lr"] = float(cfg["lr"])
     return shards
 
 

@@ -1,0 +1,88 @@
+"""Newer gated cells against the vanilla RNN on the same small problems (beyond the papers).
+
+The papers compare only the vanilla RNN with the GRU. This experiment asks whether the GRU's
+advantage is a property of gating in general: the vanilla RNN, the GRU, the LSTM, the UGRNN
+(Collins, Sohl-Dickstein & Sussillo 2017) and minGRU (Feng et al. 2024, computed with its
+parallel scan) are trained at the same (input, hidden) sizes from many inits, exactly like
+``capacity-inits`` (one padded population per task and cell, the M protocol), and read the
+same way: best-of-N accuracy (capacity) and the fraction of good inits (trainability).
+
+Claims (the capacity-inits claims, for every cell against the first of ``cells``):
+  * similar capacity: mean over sizes of |best-of-N(cell) - best-of-N(vanilla)| within
+    ``capacity_tol`` (bootstrap over inits);
+  * more good inits: the fraction of inits reaching ``good_acc`` is higher than the vanilla
+    RNN's (bootstrap interval of the difference > 0).
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from ..errors import ConfigError
+from . import base
+from . import capacity_inits as ci
+from .trainability_grid import PAPER_SIZES, run_grid, validate_common
+
+NAME = "gated-cells"
+PAPER = "beyond"
+SOURCE = "beyond the papers: the capacity-inits protocol (Mehta V.B) on LSTM, UGRNN and minGRU"
+QUESTION = ("Do the LSTM, the UGRNN and minGRU share the GRU's advantage over the vanilla RNN: about "
+            "the same best-of-N accuracy, but far more inits that train?")
+ORDER = 0
+VERSION = 1
+CHOICES = {
+    "cells": "rnn-tanh (the baseline: first of `cells`), gru, lstm, ugrnn, mingru at the same (input, hidden); "
+             "parameter counts differ (an LSTM has 4 gate blocks, minGRU 2), as in the papers' comparison",
+    "good_acc": "an init is 'good' when its best validation accuracy is >= 0.9 (as capacity-inits)",
+    "capacity_tol": "best-of-N accuracies count as similar when they differ by <= 0.03 on average over sizes",
+    "paper": "paper scale: First and Xor, input 4 x hidden {4, 8}, 30 inits, the M protocol (Adam 1e-3, "
+             "up to 150 epochs, 8000/2000/3000 sequences)",
+    "quick": "quick scale: First only, input 4 x hidden 4, 6 inits, 2000 train / 500 val sequences (no test "
+             "split), Adam at lr 0.01 for at most 12 epochs (lr 1e-3 leaves these models on the 50% plateau "
+             "within a quick budget); the populations have lyapunov's quick shapes, so rnn-tanh and gru "
+             "reuse its compiled epoch",
+    "tiny": "tiny scale (tests only): 2 inits, 300/200/200 sequences, 2 epochs",
+}
+
+
+def default_config(scale: str) -> dict:
+    cfg = {"seed": 0, "cells": ["rnn-tanh", "gru", "lstm", "ugrnn", "mingru"], "tasks": ["first", "xor"],
+           "inputs": [4], "hiddens": [4, 8], "inits": 30, "init_scheme": "torch", "protocol": "mehta",
+           "max_epochs": 150, "lr": None, "data_sizes": dict(PAPER_SIZES), "good_acc": 0.9,
+           "capacity_tol": 0.03, "n_boot": 2000}
+    if scale == "quick":
+        cfg.update(tasks=["first"], hiddens=[4], inits=6, max_epochs=12, lr=0.01,
+                   data_sizes={"train": 2000, "val": 500})
+    elif scale == "tiny":
+        cfg.update(tasks=["first"], hiddens=[4], inits=2, max_epochs=2, n_boot=200,
+                   data_sizes={"train": 300, "val": 200, "test": 200})
+    return cfg
+
+
+def validate(cfg: dict) -> None:
+    ci.validate(cfg)
+    if len(cfg["cells"]) < 2:
+        raise ConfigError("cells: at least two cells are needed (the first is the baseline)")
+    if cfg["lr"] is not None:
+        try:
+            cfg["lr"] = float(cfg["lr"])
+        except (TypeError, ValueError):
+            cfg["lr"] = float("nan")
+        if not cfg["lr"] > 0:
+            raise ConfigError(f"lr: must be a number > 0 (or null: the protocol's), got {cfg['lr']!r}")
+
+
+def execute(ctx) -> dict[str, pd.DataFrame]:
+    acc, curves = run_grid(ctx, tag=9)
+    return {"accuracy": acc, "curves": curves}
+
+
+def claims(tables: dict, config: dict) -> list:
+    return ci.claims(tables, config)
+
+
+def figures(tables: dict, config: dict) -> dict:
+    return ci.figures(tables, config)
+
+
+def run(config=None, **kw):
+    return base.run(NAME, config, **kw)
