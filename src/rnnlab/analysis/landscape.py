@@ -23,7 +23,10 @@ returns C accuracies; nothing else leaves the kernel. What makes it fast:
   product becomes an unrolled multiply-add, so a whole step is ONE fused, vectorised loop over
   the slot axis. A cell that cannot be traced that way (its result is checked against the
   vmapped step when the kernel is built) falls back to the vmapped step on the same layout;
-* only the final state is read out (the classifier of the M tasks reads the last step).
+* only the final state is read out (the classifier of the M tasks reads the last step), in
+  place: every position of an end level is scored elementwise and weighted by how many
+  sequences end there accepting each output (padding weighs 0), so no state is gathered;
+* the next chunk is drawn (NumPy, on the Python thread) while XLA computes the current one.
 """
 from __future__ import annotations
 
@@ -148,6 +151,8 @@ class Plan:
     order: np.ndarray       # sequence ids, in kernel output order
     accept: np.ndarray      # [N, n_outputs] accepted outputs at the scored position (in `order`)
     n_prefixes: int         # distinct prefixes (steps without padding)
+    weights: tuple = ()     # per end level: [n_outputs, vocab * M_t] sequences ending at a position
+                            # that accept output o there (0 at padding): the score needs no gather
 
     @property
     def n_slots(self) -> int:
@@ -157,7 +162,7 @@ class Plan:
     def key(self) -> str:
         h = hashlib.sha1()
         for part in (np.asarray(self.widths), *[np.array([-1]) if p is None else p for p in self.parents],
-                     np.asarray(self.end_levels), *self.ends, self.order, self.accept):
+                     np.asarray(self.end_levels), *self.ends, self.order, self.accept, *self.weights):
             h.update(np.ascontiguousarray(part).tobytes())
             h.update(b"|")
         return f"{self.vocab}-{h.hexdigest()}"
@@ -178,6 +183,8 @@ def prefix_plan(tokens: np.ndarray, lengths: np.ndarray, target_mask: np.ndarray
     widths, parents, end_levels, ends, order = [], [], [], [], []
     pos_prev = np.zeros(n, np.int64)         # flat position of every sequence's prefix at level t-1
     n_prefixes = 0
+    acc_all = np.asarray(accept)[np.arange(n), lengths - 1].astype(np.float64)     # [N, n_outputs]
+    weights = []
     for t in range(int(lengths.max())):
         alive = np.flatnonzero(lengths > t)
         key = np.stack([tokens[alive, t], pos_prev[alive]], axis=1)   # (word, parent position)
@@ -201,10 +208,14 @@ def prefix_plan(tokens: np.ndarray, lengths: np.ndarray, target_mask: np.ndarray
             end_levels.append(t)
             ends.append(pos[done].astype(np.int32))
             order.append(done)
+            w = np.zeros((acc_all.shape[1], vocab * m), np.float64)
+            for o in range(acc_all.shape[1]):
+                np.add.at(w[o], pos[done], acc_all[done, o])      # duplicates of a sequence add up
+            weights.append(w)
     order = np.concatenate(order)
     acc = np.asarray(accept)[order, lengths[order] - 1].astype(np.float64)
     return Plan(int(vocab), tuple(widths), tuple(parents), tuple(end_levels), tuple(ends), order, acc,
-                int(n_prefixes))
+                int(n_prefixes), tuple(weights))
 
 
 _PLANS: dict[str, Plan] = {}
@@ -268,7 +279,7 @@ def _evaluate_chunk(spec, hidden, plan_key, fast, params, consts):
     step = _trailing_step(cell, consts["go"]) if fast else _vmapped_step(cell)
     s_dim = cell.state_mult * hidden
     v = plan.vocab
-    finals = []
+    correct = jnp.zeros((chunk,), jnp.int32)
     state = None
     for t, m in enumerate(plan.widths):
         if state is None:
@@ -282,16 +293,35 @@ def _evaluate_chunk(spec, hidden, plan_key, fast, params, consts):
         state = jax.lax.cond(consts["go"], lambda a: step(*a), lambda a: a[1], (pc, prev, x))
         if t in plan.end_levels:
             j = plan.end_levels.index(t)
-            finals.append(jnp.take(state.reshape(s_dim, chunk, -1), consts["ends"][j], axis=2))
-    final = jnp.moveaxis(jnp.concatenate(finals, axis=2), 0, -1)             # [C, N, S]
-    h = cell.hidden_of(final, hidden)                                        # [C, N, H]
-    logits = jnp.sum(h[:, :, None, :] * out["W"][:, None, :, :], axis=-1)    # [C, N, O]
-    if spec.out_bias:
-        logits = logits + out["b"][:, None, :]
-    pred = jnp.argmax(logits, axis=-1)                                       # [C, N]
-    ok = jnp.take_along_axis(jnp.broadcast_to(consts["accept"], (chunk,) + consts["accept"].shape),
-                             pred[..., None], axis=-1)[..., 0]
-    return jnp.sum(ok.astype(jnp.int32), axis=1)
+            correct = correct + _count_correct(spec, cell, hidden, state.reshape(s_dim, chunk, -1),
+                                               params["out"], consts["weights"][j])
+    return correct
+
+
+def _count_correct(spec, cell, hidden, final, out, weights):
+    """Correct sequences per model from the states [S, C, P] of one level's positions: the
+    readout written as unrolled multiply-adds over the few hidden units, in the state's own
+    layout (one elementwise loop; as a [C, N, H] x [C, O, H] contraction XLA made it a
+    tiny-matrix call costing up to a fifth of a chunk), scored with the plan's per-position
+    weights (how many sequences end there accepting each output), so no state is gathered.
+    argmax semantics kept: the first maximal output wins, NaN counts as maximal."""
+    s_dim = final.shape[0]
+    seen = np.asarray(cell.hidden_of(np.arange(s_dim), hidden)).reshape(-1)   # state rows the readout reads
+    w = out["W"]                                                               # [C, O, H]
+    logits = []
+    for o in range(w.shape[1]):
+        acc = sum(final[int(r)] * w[:, o, k][:, None] for k, r in enumerate(seen))
+        if spec.out_bias:
+            acc = acc + out["b"][:, o][:, None]
+        logits.append(acc)                                                     # [C, N]
+    pred = jnp.zeros(logits[0].shape, jnp.int32)
+    best = logits[0]
+    for o in range(1, len(logits)):
+        better = (logits[o] > best) | (jnp.isnan(logits[o]) & ~jnp.isnan(best))
+        pred = jnp.where(better, o, pred)
+        best = jnp.where(better, logits[o], best)
+    ok = sum(jnp.where(pred == o, weights[o][None, :], 0) for o in range(len(logits)))
+    return jnp.sum(ok, axis=1)
 
 
 _FAST: dict = {}
@@ -350,8 +380,8 @@ class Landscape:
         self.n = len(data)
         self.fast = _fast_path_ok(spec, self.emax, self.hmax)
         self.consts = {"parents": [None if p is None else jnp.asarray(p) for p in self.plan.parents],
-                       "ends": [jnp.asarray(e) for e in self.plan.ends],
-                       "accept": jnp.asarray(self.plan.accept, spec.jdtype), "go": jnp.asarray(True)}
+                       "weights": [jnp.asarray(w, jnp.int32) for w in self.plan.weights],
+                       "go": jnp.asarray(True)}
 
     def draws(self, start: int, n: int) -> dict:
         """The drawn parameters (own sizes, float64), leaves [n, ...]."""
@@ -359,11 +389,15 @@ class Landscape:
 
     def chunk_correct(self, start: int) -> np.ndarray:
         """Number of correctly classified sequences for draws start .. start+chunk-1."""
+        return np.asarray(self._dispatch(start)).astype(np.int64)
+
+    def _dispatch(self, start: int):
+        """Draw a chunk and start its evaluation (asynchronous: returns a device array)."""
         tree = pad_draws(self.spec, self.draws(start, self.chunk), self.input_dim, self.hidden,
                          self.emax, self.hmax)
-        params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, self.spec.jdtype), tree)
-        out = _evaluate_chunk(self.spec, self.hmax, self.plan_key, self.fast, params, self.consts)
-        return np.asarray(out).astype(np.int64)
+        # converted in NumPy: a device-side convert per leaf cost ~4% of a chunk
+        params = jax.tree_util.tree_map(lambda a: np.asarray(a, self.spec.dtype), tree)
+        return _evaluate_chunk(self.spec, self.hmax, self.plan_key, self.fast, params, self.consts)
 
     def chunk_accuracies(self, start: int) -> np.ndarray:
         return self.chunk_correct(start) / self.n
@@ -378,11 +412,19 @@ class Landscape:
         out = np.empty(n, np.int64)
         bar = progress_bar(total=n, desc=desc or f"random {self.spec.cell} {self.input_dim}x{self.hidden}",
                            disable=not progress, unit="model")
-        for off in range(0, n, self.chunk):
-            a = self.chunk_correct(start + off)
+        pending = None                 # (offset, device result) of the chunk XLA is computing
+
+        def collect(off, dev):
             m = min(self.chunk, n - off)
-            out[off:off + m] = a[:m]
+            out[off:off + m] = np.asarray(dev).astype(np.int64)[:m]
             bar.update(m)
+        for off in range(0, n, self.chunk):
+            dev = self._dispatch(start + off)       # drawn while the previous chunk computes
+            if pending is not None:
+                collect(*pending)
+            pending = (off, dev)
+        if pending is not None:
+            collect(*pending)
         bar.close()
         return out
 
