@@ -34,8 +34,9 @@ CHOICES = {
              "parameter counts differ (an LSTM has 4 gate blocks, minGRU 2), as in the papers' comparison",
     "good_acc": "an init is 'good' when its best validation accuracy is >= 0.9 (as capacity-inits)",
     "capacity_tol": "best-of-N accuracies count as similar when they differ by <= 0.03 on average over sizes",
-    "paper": "paper scale: First and Xor, input 4 x hidden {4, 8}, 30 inits, the M protocol (Adam 1e-3, "
-             "up to 150 epochs, 8000/2000/3000 sequences)",
+    "paper": "paper scale: First and Xor, input 4 x hidden 4 (one of capacity-inits' sizes), 30 inits, the "
+             "M protocol (Adam 1e-3, up to 150 epochs, 8000/2000/3000 sequences); other sizes with "
+             "--set inputs=[2,4] hiddens=[2,4]",
     "quick": "quick scale: First only, input 4 x hidden 4, 6 inits, 2000 train / 500 val sequences (no test "
              "split), Adam at lr 0.01 for at most 12 epochs (lr 1e-3 leaves these models on the 50% plateau "
              "within a quick budget); the populations have lyapunov's quick shapes, so rnn-tanh and gru "
@@ -46,14 +47,14 @@ CHOICES = {
 
 def default_config(scale: str) -> dict:
     cfg = {"seed": 0, "cells": ["rnn-tanh", "gru", "lstm", "ugrnn", "mingru"], "tasks": ["first", "xor"],
-           "inputs": [4], "hiddens": [4, 8], "inits": 30, "init_scheme": "torch", "protocol": "mehta",
+           "inputs": [4], "hiddens": [4], "inits": 30, "init_scheme": "torch", "protocol": "mehta",
            "max_epochs": 150, "lr": None, "data_sizes": dict(PAPER_SIZES), "good_acc": 0.9,
            "capacity_tol": 0.03, "n_boot": 2000}
     if scale == "quick":
-        cfg.update(tasks=["first"], hiddens=[4], inits=6, max_epochs=12, lr=0.01,
+        cfg.update(tasks=["first"], inits=6, max_epochs=12, lr=0.01,
                    data_sizes={"train": 2000, "val": 500})
     elif scale == "tiny":
-        cfg.update(tasks=["first"], hiddens=[4], inits=2, max_epochs=2, n_boot=200,
+        cfg.update(tasks=["first"], inits=2, max_epochs=2, n_boot=200,
                    data_sizes={"train": 300, "val": 200, "test": 200})
     return cfg
 
