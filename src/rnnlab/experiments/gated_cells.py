@@ -78,7 +78,7 @@ def execute(ctx) -> dict[str, pd.DataFrame]:
 
 
 def claims(tables: dict, config: dict) -> list:
-    return ci.claims(tables, config)
+    return ci.claims(tables, config, paper_note="Mehta's finding for the GRU, asked here of every cell")
 
 
 def figures(tables: dict, config: dict) -> dict:
