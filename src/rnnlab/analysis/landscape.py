@@ -274,7 +274,6 @@ def _evaluate_chunk(spec, hidden, plan_key, fast, params, consts):
     plan = _PLANS[plan_key]
     cell = spec.cell_def
     pc, x = _layout(spec, params)
-    out = params["out"]
     chunk = x.shape[1]
     step = _trailing_step(cell, consts["go"]) if fast else _vmapped_step(cell)
     s_dim = cell.state_mult * hidden

@@ -20,7 +20,7 @@ import pandas as pd
 from ..errors import ConfigError
 from . import base
 from . import capacity_inits as ci
-from .trainability_grid import PAPER_SIZES, run_grid, validate_common
+from .trainability_grid import PAPER_SIZES, run_grid
 
 NAME = "gated-cells"
 PAPER = "beyond"
