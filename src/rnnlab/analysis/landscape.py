@@ -141,18 +141,18 @@ class Plan:
     at flat position ``word * M_t + rank`` of a [vocab, M_t] grid (unused positions are
     padding). ``parents[t]`` gives, for every position of level t, the flat position of its
     parent prefix in level t-1 (padding points at 0). A sequence of length L ends at level L-1;
-    ``ends[j]`` lists the flat positions of the sequences ending at level ``end_levels[j]``, in
-    the order ``order`` (sequence ids) that the kernel emits final states in."""
+    ``ends[j]`` lists the flat positions of the sequences ``order[...]`` (sequence ids, taken
+    end level by end level) ending at level ``end_levels[j]``; ``weights[j][o, pos]`` counts the
+    sequences ending at ``pos`` that accept output o there, which is all the kernel scores with."""
     vocab: int
     widths: tuple           # M_t per level
     parents: tuple          # per level: int32 [vocab * M_t] (level 0: None)
     end_levels: tuple
     ends: tuple             # per end level: int32 positions
-    order: np.ndarray       # sequence ids, in kernel output order
-    accept: np.ndarray      # [N, n_outputs] accepted outputs at the scored position (in `order`)
+    order: np.ndarray       # sequence ids, end level by end level (the order of `ends`)
     n_prefixes: int         # distinct prefixes (steps without padding)
-    weights: tuple = ()     # per end level: [n_outputs, vocab * M_t] sequences ending at a position
-                            # that accept output o there (0 at padding): the score needs no gather
+    weights: tuple          # per end level: int [n_outputs, vocab * M_t] sequences ending at a
+                            # position that accept output o there (0 at padding): no gather needed
 
     @property
     def n_slots(self) -> int:
@@ -162,7 +162,7 @@ class Plan:
     def key(self) -> str:
         h = hashlib.sha1()
         for part in (np.asarray(self.widths), *[np.array([-1]) if p is None else p for p in self.parents],
-                     np.asarray(self.end_levels), *self.ends, self.order, self.accept, *self.weights):
+                     np.asarray(self.end_levels), *self.ends, self.order, *self.weights):
             h.update(np.ascontiguousarray(part).tobytes())
             h.update(b"|")
         return f"{self.vocab}-{h.hexdigest()}"
@@ -183,7 +183,7 @@ def prefix_plan(tokens: np.ndarray, lengths: np.ndarray, target_mask: np.ndarray
     widths, parents, end_levels, ends, order = [], [], [], [], []
     pos_prev = np.zeros(n, np.int64)         # flat position of every sequence's prefix at level t-1
     n_prefixes = 0
-    acc_all = np.asarray(accept)[np.arange(n), lengths - 1].astype(np.float64)     # [N, n_outputs]
+    acc_all = np.asarray(accept)[np.arange(n), lengths - 1].astype(np.int64)       # [N, n_outputs]
     weights = []
     for t in range(int(lengths.max())):
         alive = np.flatnonzero(lengths > t)
@@ -208,14 +208,12 @@ def prefix_plan(tokens: np.ndarray, lengths: np.ndarray, target_mask: np.ndarray
             end_levels.append(t)
             ends.append(pos[done].astype(np.int32))
             order.append(done)
-            w = np.zeros((acc_all.shape[1], vocab * m), np.float64)
+            w = np.zeros((acc_all.shape[1], vocab * m), np.int64)
             for o in range(acc_all.shape[1]):
                 np.add.at(w[o], pos[done], acc_all[done, o])      # duplicates of a sequence add up
             weights.append(w)
-    order = np.concatenate(order)
-    acc = np.asarray(accept)[order, lengths[order] - 1].astype(np.float64)
-    return Plan(int(vocab), tuple(widths), tuple(parents), tuple(end_levels), tuple(ends), order, acc,
-                int(n_prefixes), tuple(weights))
+    return Plan(int(vocab), tuple(widths), tuple(parents), tuple(end_levels), tuple(ends),
+                np.concatenate(order), int(n_prefixes), tuple(weights))
 
 
 _PLANS: dict[str, Plan] = {}
@@ -292,12 +290,12 @@ def _evaluate_chunk(spec, hidden, plan_key, fast, params, consts):
         state = jax.lax.cond(consts["go"], lambda a: step(*a), lambda a: a[1], (pc, prev, x))
         if t in plan.end_levels:
             j = plan.end_levels.index(t)
-            correct = correct + _count_correct(spec, cell, hidden, state.reshape(s_dim, chunk, -1),
+            correct = correct + _count_correct(spec, hidden, state.reshape(s_dim, chunk, -1),
                                                params["out"], consts["weights"][j])
     return correct
 
 
-def _count_correct(spec, cell, hidden, final, out, weights):
+def _count_correct(spec, hidden, final, out, weights):
     """Correct sequences per model from the states [S, C, P] of one level's positions: the
     readout written as unrolled multiply-adds over the few hidden units, in the state's own
     layout (one elementwise loop; as a [C, N, H] x [C, O, H] contraction XLA made it a
@@ -305,7 +303,7 @@ def _count_correct(spec, cell, hidden, final, out, weights):
     weights (how many sequences end there accepting each output), so no state is gathered.
     argmax semantics kept: the first maximal output wins, NaN counts as maximal."""
     s_dim = final.shape[0]
-    seen = np.asarray(cell.hidden_of(np.arange(s_dim), hidden)).reshape(-1)   # state rows the readout reads
+    seen = np.asarray(spec.cell_def.hidden_of(np.arange(s_dim), hidden)).reshape(-1)   # state rows the readout reads
     w = out["W"]                                                               # [C, O, H]
     logits = []
     for o in range(w.shape[1]):
