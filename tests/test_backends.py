@@ -337,3 +337,71 @@ def test_workers_from_the_environment(monkeypatch):
     monkeypatch.setenv("RNNLAB_WORKERS", "zero")
     with pytest.raises(ConfigError, match="^RNNLAB_WORKERS: must be a positive integer"):
         LocalBackend()
+
+
+# ----------------------------------------------------------------------------- pinned worker processes
+
+two_cores = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinned workers need >= 2 cores")
+
+
+def _where(shard):
+    if shard.get("fail"):
+        raise ConfigError("shard says: broken on purpose")
+    time.sleep(0.2)
+    return os.getpid(), sorted(os.sched_getaffinity(0)), os.environ.get("RNNLAB_PROGRESS")
+
+
+@two_cores
+def test_pinned_shards_run_in_worker_processes_one_core_each(monkeypatch):
+    monkeypatch.delenv("RNNLAB_PINNED", raising=False)
+    be = LocalBackend()
+    try:
+        out = dict(be.map(_where, [{"x": i} for i in range(6)], pinned=True))
+    finally:
+        be.close()
+    assert sorted(out) == list(range(6))
+    pids = {r[0] for r in out.values()}
+    assert os.getpid() not in pids and len(pids) == len(os.sched_getaffinity(0))   # one worker per core
+    cores = {r[0]: tuple(r[1]) for r in out.values()}
+    assert all(len(c) == 1 for c in cores.values()) and len(set(cores.values())) == len(pids)   # distinct cores
+    assert all(r[2] == "0" for r in out.values())                  # workers draw no progress bars
+
+
+@two_cores
+def test_pinned_shard_error_is_raised_with_its_type(monkeypatch):
+    monkeypatch.delenv("RNNLAB_PINNED", raising=False)
+    be = LocalBackend()
+    try:
+        with pytest.raises(ConfigError, match="broken on purpose"):
+            list(be.map(_where, [{"x": 0}, {"x": 1, "fail": True}, {"x": 2}], pinned=True))
+    finally:
+        be.close()
+
+
+def test_pinned_off_or_single_shard_runs_here(monkeypatch):
+    monkeypatch.setenv("RNNLAB_PINNED", "0")
+    be = LocalBackend()
+    out = dict(be.map(_where, [{"x": 0}, {"x": 1}], pinned=True))
+    assert {r[0] for r in out.values()} == {os.getpid()}
+    monkeypatch.delenv("RNNLAB_PINNED")
+    assert dict(be.map(_where, [{"x": 0}], pinned=True))[0][0] == os.getpid()
+    be.close()
+
+
+@two_cores
+def test_pinned_landscape_shards_equal_in_process(monkeypatch):
+    """Blocks of random draws computed in the pinned workers give the tables computed here."""
+    from rnnlab.experiments import random_landscape as rl
+    monkeypatch.delenv("RNNLAB_PINNED", raising=False)
+    shards = [{"task": "first", "seed": 0, "n_val": 100, "cell": cell, "init": "torch", "dtype": "float32",
+               "input": 2, "hidden": 2, "emax": 2, "hmax": 2, "start": 0, "n": 96, "chunk": 32, "sample": 10}
+              for cell in ("rnn-tanh", "gru")]
+    be = LocalBackend()
+    try:
+        there = dict(be.map(rl.landscape_shard, shards, pinned=True))
+    finally:
+        be.close()
+    for i, shard in enumerate(shards):
+        here = rl.landscape_shard(shard)
+        for t in ("histogram", "sample"):
+            pd.testing.assert_frame_equal(there[i][t], here[t])

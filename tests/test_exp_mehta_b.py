@@ -221,6 +221,22 @@ def test_kernel_matches_population_evaluate(cell, size, pad, val_small):
     assert len(set(got)) > 3                                # the draws differ
 
 
+def test_kernel_streams_and_chunks_do_not_change_counts(val_small):
+    """Counts depend on the draw only: one stream or three, chunks of 64 or 48 (the last one
+    partial) give the same counts; the packed chunk holds every drawn value once."""
+    spec = model_spec("first", "gru", "torch", "float32")
+    a = L.Landscape(spec, 2, 4, val_small, seed=3, chunk=64).correct(0, 200, streams=1)
+    b = L.Landscape(spec, 2, 4, val_small, seed=3, chunk=48).correct(0, 200, streams=3)
+    np.testing.assert_array_equal(a, b)
+    tree = L.draw_range(spec, 3, 2, 4, 0, 5)
+    layout = L.pack_layout(spec, 2, 4)
+    flat = L.pack_draws(spec, tree, layout)
+    assert flat.shape == (sum(x.size for x in jax.tree_util.tree_leaves(tree)) // 5, 5)
+    np.testing.assert_allclose(np.sort(flat.ravel()),
+                               np.sort(np.concatenate([x.ravel() for x in jax.tree_util.tree_leaves(tree)])
+                                       .astype(np.float32)))
+
+
 def test_draws_depend_only_on_seed_cell_size_index():
     spec = model_spec("first", "rnn-tanh", "torch")
     a = L.draw_range(spec, 5, 2, 4, 0, 256)

@@ -98,8 +98,9 @@ class RayBackend:
             raise ConfigError(f"address: cannot connect to a Ray cluster at {where} ({first})") from None
         self._connected_here = True
 
-    def map(self, fn, shards):
-        """Yield ``(index, fn(shards[index]))`` as the remote tasks finish. A task's error is
+    def map(self, fn, shards, pinned: bool = False):
+        """Yield ``(index, fn(shards[index]))`` as the remote tasks finish (`pinned` changes
+        nothing here: every task already runs in a worker process of its own). A task's error is
         raised here (Ray re-raises it as an instance of the original exception type); closing the
         generator early cancels the tasks still pending."""
         ray = self._ray

@@ -66,10 +66,12 @@ class Context:
         return config_hash({"experiment": self.name, "version": self.version,
                             "fn": f"{fn.__module__}.{fn.__qualname__}", "shard": shard})
 
-    def map(self, fn, shards: list[dict], desc: str | None = None) -> list[dict[str, pd.DataFrame]]:
+    def map(self, fn, shards: list[dict], desc: str | None = None, pinned: bool = False) -> list[dict[str, pd.DataFrame]]:
         """fn(shard) -> {table: DataFrame} for every shard; shards already in the store are read
         back, the others computed by the backend and written (by this process alone) as each one
-        finishes, the completion marker last. fn must be a module-level function."""
+        finishes, the completion marker last. fn must be a module-level function. `pinned`
+        marks long compute-bound shards that the local backend may run in one worker process
+        per core (``backends.local``)."""
         keys = [self.shard_key(fn, s) for s in shards]
         results: list = [None] * len(shards)
         todo = []
@@ -82,7 +84,9 @@ class Context:
                 todo.append(i)
         bar = progress_bar(total=len(shards), initial=len(shards) - len(todo),
                            desc=desc or f"{self.name}", disable=not self.progress, unit="shard")
-        for j, out in self.backend.map(fn, [shards[i] for i in todo]):
+        todo_shards = [shards[i] for i in todo]
+        it = self.backend.map(fn, todo_shards, pinned=True) if pinned else self.backend.map(fn, todo_shards)
+        for j, out in it:
             i = todo[j]
             for t, df in out.items():
                 self.store.write(self._shard_table(t), keys[i], df)

@@ -64,6 +64,10 @@ CHOICES = {
 }
 
 
+#: blocks of at least this many draws run in pinned worker processes (see `execute`)
+PINNED_BLOCK = 50_000
+
+
 def default_config(scale: str) -> dict:
     cfg = {"seed": 0, "cells": ["rnn-tanh", "gru"], "task": "first", "inputs": [2, 4], "hiddens": [2, 4],
            "draws": 1_000_000, "block": 100_000, "chunk": 128, "n_val": 2000, "init_scheme": "torch",
@@ -157,7 +161,10 @@ def execute(ctx) -> dict[str, pd.DataFrame]:
                                "emax": emax, "hmax": max(cfg["hiddens"]) if cfg["pad_hidden"] else h,
                                "start": start, "n": min(cfg["block"], cfg["draws"] - start),
                                "chunk": cfg["chunk"], "sample": min(cfg["sample"], cfg["draws"])})
-    outs = ctx.map(landscape_shard, shards, desc="random-landscape draws")
+    # big blocks of draws run in one pinned worker process per core (backends.local): 1.3-1.4x
+    # faster on 2 cores than threads sharing the cores; small ones here (no start-up cost)
+    pinned = cfg["block"] >= PINNED_BLOCK
+    outs = ctx.map(landscape_shard, shards, desc="random-landscape draws", pinned=pinned)
     hist = pd.concat([o["histogram"] for o in outs], ignore_index=True)
     hist = hist.groupby(["cell", "input", "hidden", "correct"], as_index=False, sort=True)["count"].sum()
     hist["accuracy"] = hist["correct"] / cfg["n_val"]
@@ -173,8 +180,8 @@ def execute(ctx) -> dict[str, pd.DataFrame]:
                 "data_sizes": {"train": cfg["train_size"], "val": cfg["n_val"],
                                **({"test": cfg["test_size"]} if cfg["test_size"] else {})}}
                for cell in cfg["cells"]]
-    trained = pd.concat([o["summary"] for o in ctx.map(trained_shard, tshards, desc="random-landscape trained")],
-                        ignore_index=True)
+    tmaps = ctx.map(trained_shard, tshards, desc="random-landscape trained", pinned=pinned)
+    trained = pd.concat([o["summary"] for o in tmaps], ignore_index=True)
     return {"histogram": hist, "summary": summarize(hist), "sample": sample,
             "trained": trained[["cell", "input", "hidden", "seed", "best_val_acc", "best_epoch", "test_acc",
                                 "epochs", "status"]],
