@@ -53,7 +53,9 @@ CHOICES = {
     "trained": "the trained gap comes from `trained_inits` inits of each cell at `trained_size`, trained "
                "with the M protocol on First (same validation set); gap = difference of mean best val acc",
     "vanilla": "the first cell of `cells` is the baseline every other cell is compared to",
-    "shards": "one shard per (cell, size, block of `block` draws): a killed run resumes block by block",
+    "shards": "one shard per (cell, size, block of `block` draws) and one per trained cell, run longest first "
+              "(blocks of >= 50,000 draws in one pinned worker process per core): a killed run resumes shard by "
+              "shard",
     "trained_population": "trained_inits = 12 at quick scale (20 at paper scale) like perturbation's base "
                           "population, so that the two share one compiled epoch in a full reproduction",
     "quick": "quick scale: 2048 draws per cell and size (paper 10^6), hidden sizes padded to the largest "
@@ -143,6 +145,19 @@ def trained_shard(shard: dict) -> dict[str, pd.DataFrame]:
     return {"summary": res.summary.assign(cell=shard["cell"], task=shard["task"])}
 
 
+def any_shard(shard: dict) -> dict[str, pd.DataFrame]:
+    """A block of draws or a trained population (one map runs both kinds, see `execute`)."""
+    return (trained_shard if shard["kind"] == "trained" else landscape_shard)(shard)
+
+
+def _cost(shard: dict) -> float:
+    """Rough relative cost of a shard, to start the longest first."""
+    if shard["kind"] == "trained":
+        return float("inf")                       # a whole training run: tens of seconds
+    cell = model_spec(shard["task"], shard["cell"], shard["init"], shard["dtype"]).cell_def
+    return shard["n"] * shard["hmax"] * cell.state_mult * (cell.gates + 1)
+
+
 def _trained_seed(seed: int, i: int) -> int:
     ss = np.random.SeedSequence([int(seed), 5, int(i)])
     return int(ss.generate_state(1)[0] & 0x7FFFFFFF)
@@ -156,32 +171,36 @@ def execute(ctx) -> dict[str, pd.DataFrame]:
     for cell in cfg["cells"]:
         for e, h in sizes:
             for start in range(0, cfg["draws"], cfg["block"]):
-                shards.append({"task": cfg["task"], "seed": cfg["seed"], "n_val": cfg["n_val"], "cell": cell,
-                               "init": cfg["init_scheme"], "dtype": cfg["dtype"], "input": e, "hidden": h,
-                               "emax": emax, "hmax": max(cfg["hiddens"]) if cfg["pad_hidden"] else h,
+                shards.append({"kind": "draws", "task": cfg["task"], "seed": cfg["seed"], "n_val": cfg["n_val"],
+                               "cell": cell, "init": cfg["init_scheme"], "dtype": cfg["dtype"], "input": e,
+                               "hidden": h, "emax": emax, "hmax": max(cfg["hiddens"]) if cfg["pad_hidden"] else h,
                                "start": start, "n": min(cfg["block"], cfg["draws"] - start),
                                "chunk": cfg["chunk"], "sample": min(cfg["sample"], cfg["draws"])})
-    # big blocks of draws run in one pinned worker process per core (backends.local): 1.3-1.4x
-    # faster on 2 cores than threads sharing the cores; small ones here (no start-up cost)
-    pinned = cfg["block"] >= PINNED_BLOCK
-    outs = ctx.map(landscape_shard, shards, desc="random-landscape draws", pinned=pinned)
-    hist = pd.concat([o["histogram"] for o in outs], ignore_index=True)
-    hist = hist.groupby(["cell", "input", "hidden", "correct"], as_index=False, sort=True)["count"].sum()
-    hist["accuracy"] = hist["correct"] / cfg["n_val"]
-    sample = pd.concat([o["sample"] for o in outs], ignore_index=True)
-    sample["accuracy"] = sample["correct"] / cfg["n_val"]
-    timing = pd.concat([o["timing"] for o in outs], ignore_index=True)
-
     te, th = cfg["trained_size"]
     seeds = [_trained_seed(cfg["seed"], i) for i in range(cfg["trained_inits"])]
-    tshards = [{"task": cfg["task"], "task_seed": cfg["seed"], "cell": cell, "init": cfg["init_scheme"],
-                "sizes": [[te, th]] * len(seeds), "seeds": seeds, "protocol": "mehta",
+    shards += [{"kind": "trained", "task": cfg["task"], "task_seed": cfg["seed"], "cell": cell,
+                "init": cfg["init_scheme"], "sizes": [[te, th]] * len(seeds), "seeds": seeds, "protocol": "mehta",
                 "max_epochs": cfg["trained_epochs"], "lr": cfg["lr"],
                 "data_sizes": {"train": cfg["train_size"], "val": cfg["n_val"],
                                **({"test": cfg["test_size"]} if cfg["test_size"] else {})}}
                for cell in cfg["cells"]]
-    tmaps = ctx.map(trained_shard, tshards, desc="random-landscape trained", pinned=pinned)
-    trained = pd.concat([o["summary"] for o in tmaps], ignore_index=True)
+    # longest first, so that no core idles at the end; big blocks of draws run in one pinned
+    # worker process per core (backends.local): 1.3-1.4x faster on 2 cores than threads sharing
+    # the cores; small ones here (no start-up cost). The tables keep the shards' own order.
+    order = sorted(range(len(shards)), key=lambda i: -_cost(shards[i]))
+    done = ctx.map(any_shard, [shards[i] for i in order], desc="random-landscape shards",
+                   pinned=cfg["block"] >= PINNED_BLOCK)
+    outs: list = [None] * len(shards)
+    for j, i in enumerate(order):
+        outs[i] = done[j]
+    draws = [o for s, o in zip(shards, outs) if s["kind"] == "draws"]
+    hist = pd.concat([o["histogram"] for o in draws], ignore_index=True)
+    hist = hist.groupby(["cell", "input", "hidden", "correct"], as_index=False, sort=True)["count"].sum()
+    hist["accuracy"] = hist["correct"] / cfg["n_val"]
+    sample = pd.concat([o["sample"] for o in draws], ignore_index=True)
+    sample["accuracy"] = sample["correct"] / cfg["n_val"]
+    timing = pd.concat([o["timing"] for o in draws], ignore_index=True)
+    trained = pd.concat([o["summary"] for s, o in zip(shards, outs) if s["kind"] == "trained"], ignore_index=True)
     return {"histogram": hist, "summary": summarize(hist), "sample": sample,
             "trained": trained[["cell", "input", "hidden", "seed", "best_val_acc", "best_epoch", "test_acc",
                                 "epochs", "status"]],
