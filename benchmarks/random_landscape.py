@@ -34,7 +34,7 @@ TORCH_CELLS = {"gru": "GRU", "rnn-tanh": "RNN", "lstm": "LSTM"}
 def config(quick: bool) -> dict:
     return {"cells": ["gru", "rnn-tanh"], "sizes": [[2, 2], [2, 4], [4, 2], [4, 4]],
             "draws": 2000 if quick else 10_000, "torch_draws": 10 if quick else 30, "n_val": 2000,
-            "reps": 2 if quick else 3}
+            "reps": 2 if quick else 3, "pinned_workers": True}
 
 
 def _val(n_val: int):
@@ -122,11 +122,13 @@ def transcendental_rates(n: int = 1 << 18, iters: int = 100, reps: int = 5) -> d
     stays in cache, each inside one fused loop (the speed the kernel's nonlinearities can reach)."""
     import jax
     import jax.numpy as jnp
+    from rnnlab.analysis import landscape as L
     x = jnp.asarray(np.random.default_rng(0).standard_normal((64, n // 64)), jnp.float32)
     fns = {"tanh": jnp.tanh, "logistic": jax.nn.sigmoid, "exp": lambda y: jnp.exp(-jnp.abs(y))}
     out = {}
     for name, f in fns.items():
-        g = jax.jit(lambda y, f=f: jax.lax.fori_loop(0, iters, lambda i, z: f(z) * 0.9 + x * 0.1, y))
+        g = jax.jit(lambda y, f=f: jax.lax.fori_loop(0, iters, lambda i, z: f(z) * 0.9 + x * 0.1, y),
+                    compiler_options=L._compiler_options())         # the kernel's vector width
         common.block(g(x))
         best = float("inf")
         for _ in range(reps):
@@ -151,6 +153,28 @@ def _landscape(cell: str, E: int, H: int, val):
     from rnnlab.experiments.common import model_spec
     spec = model_spec("first", cell, "torch")
     return L.Landscape(spec, E, H, val, seed=0), spec
+
+
+def pinned_models_s(cell: str, E: int, H: int, draws: int, n_val: int) -> float | None:
+    """Models/s when the draws are split over the pinned worker processes (one per core), as
+    random-landscape runs them at paper scale; compilation and process start-up excluded (every
+    worker runs a small block first). None where pinned workers are not used (1 core)."""
+    from rnnlab.backends.local import LocalBackend, pinned_workers
+    from rnnlab.experiments.random_landscape import landscape_shard
+    k = pinned_workers()
+    if not k:
+        return None
+    base = {"task": "first", "seed": 0, "n_val": n_val, "cell": cell, "init": "torch", "dtype": "float32",
+            "input": E, "hidden": H, "emax": E, "hmax": H, "chunk": 128, "sample": 0}
+    be = LocalBackend()
+    try:
+        list(be.map(landscape_shard, [dict(base, start=i * 128, n=128) for i in range(2 * k)], pinned=True))
+        per = -(-draws // k)
+        t0 = time.perf_counter()
+        list(be.map(landscape_shard, [dict(base, start=10 ** 6 + i * per, n=per) for i in range(k)], pinned=True))
+        return per * k / (time.perf_counter() - t0)
+    finally:
+        be.close()
 
 
 class TorchDraws:
@@ -189,7 +213,7 @@ def _best_threads(f: TorchDraws) -> int:
     return best
 
 
-def measure(cells, sizes, draws: int, torch_draws: int, n_val: int, reps: int) -> dict:
+def measure(cells, sizes, draws: int, torch_draws: int, n_val: int, reps: int, pinned_workers: bool = True) -> dict:
     val = _val(n_val)
     peak = peak_gflops()
     rates = transcendental_rates()
@@ -210,7 +234,9 @@ def measure(cells, sizes, draws: int, torch_draws: int, n_val: int, reps: int) -
             frac = r_mps * flops / (peak * 1e9)
             counts = transcendentals_per_step(spec, E, H)
             bound = transcendental_bound(counts, rates, ls.plan.n_prefixes)
+            pinned = pinned_models_s(cell, E, H, draws, n_val) if pinned_workers else None
             rows.append({"case": f"{cell} {E}x{H}", "draws": draws, "rnnlab_models_s": r_mps,
+                         "pinned_models_s": pinned,
                          "torch_models_s": b_mps, "ratio": r_mps / b_mps,
                          "rnnlab_models_cpu_s": draws / common.median(t["rnnlab"]["cpu"]),
                          "mflop_per_model": flops / 1e6, "gflops": r_mps * flops / 1e9,
@@ -237,7 +263,7 @@ def baseline_once(cell: str, E: int, H: int, torch_draws: int, n_val: int) -> di
 
 def run(quick: bool = False, isolate: bool = True, memory: bool = True, **overrides) -> dict:
     cfg = {**config(quick), **overrides}
-    kw = {k: cfg[k] for k in ("cells", "sizes", "draws", "torch_draws", "n_val", "reps")}
+    kw = {k: cfg[k] for k in ("cells", "sizes", "draws", "torch_draws", "n_val", "reps", "pinned_workers")}
     res = common.run_child("random_landscape", "measure", kw) if isolate else measure(**kw)
     cases = res["cases"]
     if memory:   # the largest size of each cell
@@ -255,6 +281,7 @@ def run(quick: bool = False, isolate: bool = True, memory: bool = True, **overri
     return {"workload": WORKLOAD, "title": "random-draw accuracies vs one torch model at a time",
             "config": cfg, "cases": cases, "peak_gflops": res.get("peak_gflops"),
             "columns": [("case", "case"), ("rnnlab_models_s", "rnnlab models/s"),
+                        ("pinned_models_s", "pinned workers models/s"),
                         ("torch_models_s", "torch models/s"), ("ratio", "ratio"),
                         ("mflop_per_model", "MFLOP/model"), ("gflops", "GFLOP/s"),
                         ("frac_peak", "of peak"), ("target", "target"), ("met", "met"),
@@ -263,6 +290,9 @@ def run(quick: bool = False, isolate: bool = True, memory: bool = True, **overri
                         ("compile_s", "compile s"), ("rss_rnnlab_mb", "rnnlab MB"), ("rss_torch_mb", "torch MB")],
             "notes": [f"{cfg['draws']} draws per size on {cfg['n_val']} validation sequences; torch timed on "
                       f"{cfg['torch_draws']} draws per size; medians of {cfg['reps']} interleaved rounds",
+                      "rnnlab models/s: one process, one chunk stream per core; pinned workers: the same "
+                      "draws split over one worker process per core, pinned to it (how random-landscape runs "
+                      "blocks of >= 50,000 draws), start-up and compilation excluded",
                       f"peak = best float32 {1024}^3 matmul of the same process: {res.get('peak_gflops', 0):.1f} GFLOP/s",
                       "MFLOP/model = useful work counted by XLA's cost analysis (steps once per distinct "
                       "prefix; padding and recomputation not counted)",

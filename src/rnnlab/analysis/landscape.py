@@ -42,7 +42,6 @@ import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -401,10 +400,6 @@ def _jitted():
                                                                             "layout"),
                                     compiler_options=_compiler_options())
     return _KERNELS[backend]
-
-
-def _evaluate_chunk(spec, hidden, plan_key, fast, layout, flat, go):
-    return _jitted()(spec, hidden, plan_key, fast, layout, flat, go)
 
 
 def _count_correct(spec, hidden, final, w_out, b_out, weights):
