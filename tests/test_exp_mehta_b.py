@@ -303,3 +303,13 @@ def test_perturb_scales_noise_per_tensor():
     q = perturbation.perturb(tree, 0.5, np.random.default_rng(0), scope="all")
     sig = np.concatenate([tree["a"], tree["b"]]).std()
     assert abs((q["a"] - tree["a"]).std() / (0.5 * sig) - 1) < 0.1
+
+
+def test_streams_from_the_environment(monkeypatch):
+    monkeypatch.setenv("RNNLAB_STREAMS", "3")
+    assert L.n_streams() == 3
+    monkeypatch.setenv("RNNLAB_STREAMS", "-1")
+    with pytest.raises(ConfigError, match="^RNNLAB_STREAMS: must be a positive integer"):
+        L.n_streams()
+    monkeypatch.delenv("RNNLAB_STREAMS")
+    assert 1 <= L.n_streams() <= 4

@@ -36,7 +36,6 @@ returns C accuracies; nothing else leaves the kernel. What makes it fast:
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 import time
 import zlib
@@ -51,6 +50,7 @@ from ..cells import base as cell_base
 from ..cells import init as inits
 from ..engine import model as mdl
 from ..engine.model import ModelSpec
+from ..envvars import positive_int
 from ..errors import ConfigError
 
 # ----------------------------------------------------------------------------- draws
@@ -565,15 +565,9 @@ def n_streams() -> int:
     engine's shards, ``engine.train.n_shards``; at most 4), one on a GPU. RNNLAB_STREAMS
     overrides. Two streams on 2 cores ran GRU(4,4) 1.5-1.9x faster than one: XLA's own
     splitting of a kernel over the cores leaves them half idle here."""
-    env = os.environ.get("RNNLAB_STREAMS")
+    env = positive_int("RNNLAB_STREAMS")
     if env:
-        try:
-            v = int(env)
-        except ValueError:
-            v = 0
-        if v < 1:
-            raise ConfigError(f"RNNLAB_STREAMS: must be a positive integer, got {env!r}")
-        return v
+        return env
     if jax.default_backend() != "cpu":
         return 1
     from ..engine.train import _cpus

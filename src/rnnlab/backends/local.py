@@ -22,6 +22,7 @@ import os
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
+from ..envvars import positive_int
 from ..errors import ConfigError, RnnlabError
 
 
@@ -30,16 +31,7 @@ def default_workers() -> int:
     compilation cache): 2 workers took 2 min 33 s against 2 min 10 s for 1, with half again
     as much CPU time: each shard's XLA computations already spread over the cores, and two at
     once mostly contend. Worth trying where a sweep has many small shards and many cores."""
-    env = os.environ.get("RNNLAB_WORKERS")
-    if env:
-        try:
-            n = int(env)
-        except ValueError:
-            n = 0
-        if n < 1:
-            raise ConfigError(f"RNNLAB_WORKERS: must be a positive integer, got {env!r}")
-        return n
-    return 1
+    return positive_int("RNNLAB_WORKERS") or 1
 
 
 def _cores() -> list[int]:
