@@ -347,16 +347,22 @@ two_cores = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinned 
 def _where(shard):
     if shard.get("fail"):
         raise ConfigError("shard says: broken on purpose")
+    if shard.get("dir"):            # a barrier: wait (at most 30 s) until `need` workers have checked in,
+        Path(shard["dir"], str(os.getpid())).touch()   # so that a fast-starting worker cannot take every shard
+        t0 = time.perf_counter()
+        while len(os.listdir(shard["dir"])) < shard["need"] and time.perf_counter() - t0 < 30:
+            time.sleep(0.05)
     time.sleep(0.2)
     return os.getpid(), sorted(os.sched_getaffinity(0)), os.environ.get("RNNLAB_PROGRESS")
 
 
 @two_cores
-def test_pinned_shards_run_in_worker_processes_one_core_each(monkeypatch):
+def test_pinned_shards_run_in_worker_processes_one_core_each(monkeypatch, tmp_path):
     monkeypatch.delenv("RNNLAB_PINNED", raising=False)
+    need = len(os.sched_getaffinity(0))
     be = LocalBackend()
     try:
-        out = dict(be.map(_where, [{"x": i} for i in range(6)], pinned=True))
+        out = dict(be.map(_where, [{"x": i, "dir": str(tmp_path), "need": need} for i in range(6)], pinned=True))
     finally:
         be.close()
     assert sorted(out) == list(range(6))
