@@ -155,20 +155,18 @@ class Plan:
     slots; every prefix of a block ends with the word ``block_words[t][b]`` (unused slots are
     padding). ``parents[t]`` gives, for every flat position ``b * block + slot`` of level t, the
     flat position of its parent prefix in level t-1 (padding points at 0). A sequence of
-    length L ends at level L-1; ``ends[j]`` lists the flat positions of the sequences
-    ``order[...]`` (sequence ids, taken end level by end level) ending at level
-    ``end_levels[j]``; ``weights[j][o, pos]`` counts the sequences ending at ``pos`` that accept
-    output o there, which is all the kernel scores with."""
+    length L ends at level L-1; ``order`` lists the sequence ids end level by end level
+    (``end_levels``); ``weights[j][o, pos]`` counts the sequences ending at ``pos`` of level
+    ``end_levels[j]`` that accept output o there, which is all the kernel scores with."""
     vocab: int
     block: int              # slots per block
     blocks: tuple           # blocks per level
     block_words: tuple      # per level: int32 [blocks[t]] the last word of the block's prefixes
     parents: tuple          # per level: int32 [blocks[t] * block] (level 0: None)
     end_levels: tuple
-    ends: tuple             # per end level: int32 positions
-    order: np.ndarray       # sequence ids, end level by end level (the order of `ends`)
+    order: np.ndarray       # sequence ids, end level by end level
     n_prefixes: int         # distinct prefixes (steps without padding)
-    weights: tuple          # per end level: int [n_outputs, blocks[t] * block] sequences ending at a
+    weights: tuple          # per end level: int32 [n_outputs, blocks[t] * block] sequences ending at a
                             # position that accept output o there (0 at padding): no gather needed
 
     @property
@@ -180,7 +178,7 @@ class Plan:
         h = hashlib.sha1()
         for part in (np.asarray([self.block, *self.blocks]), *self.block_words,
                      *[np.array([-1]) if p is None else p for p in self.parents],
-                     np.asarray(self.end_levels), *self.ends, self.order, *self.weights):
+                     np.asarray(self.end_levels), self.order, *self.weights):
             h.update(np.ascontiguousarray(part).tobytes())
             h.update(b"|")
         return f"{self.vocab}-{h.hexdigest()}"
@@ -198,7 +196,7 @@ def prefix_plan(tokens: np.ndarray, lengths: np.ndarray, target_mask: np.ndarray
                           "(one scored position per sequence, at its end)")
     if tokens.min() < 0 or tokens.max() >= vocab:
         raise ConfigError(f"task: token ids must lie in [0, {vocab})")
-    blocks, block_words, parents, end_levels, ends, order = [], [], [], [], [], []
+    blocks, block_words, parents, end_levels, order = [], [], [], [], []
     pos_prev = np.zeros(n, np.int64)         # flat position of every sequence's prefix at level t-1
     n_prefixes = 0
     acc_all = np.asarray(accept)[np.arange(n), lengths - 1].astype(np.int64)       # [N, n_outputs]
@@ -227,14 +225,13 @@ def prefix_plan(tokens: np.ndarray, lengths: np.ndarray, target_mask: np.ndarray
         done = np.flatnonzero(lengths == t + 1)
         if len(done):
             end_levels.append(t)
-            ends.append(pos[done].astype(np.int32))
             order.append(done)
-            w = np.zeros((acc_all.shape[1], nb * block), np.int64)
+            w = np.zeros((acc_all.shape[1], nb * block), np.int32)
             for o in range(acc_all.shape[1]):
                 np.add.at(w[o], pos[done], acc_all[done, o])      # duplicates of a sequence add up
             weights.append(w)
     return Plan(int(vocab), int(block), tuple(blocks), tuple(block_words), tuple(parents), tuple(end_levels),
-                tuple(ends), np.concatenate(order), int(n_prefixes), tuple(weights))
+                np.concatenate(order), int(n_prefixes), tuple(weights))
 
 
 _PLANS: dict[str, Plan] = {}
@@ -379,7 +376,7 @@ def _evaluate_chunk_impl(spec, hidden, plan_key, fast, layout, flat, go):
         if t in plan.end_levels:
             j = plan.end_levels.index(t)
             correct = correct + _count_correct(spec, hidden, state.reshape(s_dim, -1, chunk), w_out, b_out,
-                                               plan.weights[j].astype(np.int32))
+                                               plan.weights[j])
     return correct
 
 
@@ -492,6 +489,7 @@ class Landscape:
         self.layout = pack_layout(spec, self.emax, self.hmax)
         self._go = jnp.asarray(True)     # traced, so that XLA keeps the conditionals (fusion boundaries)
         self._kernel = None
+        self._compile_lock = threading.Lock()
 
     def draws(self, start: int, n: int) -> dict:
         """The drawn parameters (own sizes, float64), leaves [n, ...]."""
@@ -506,10 +504,11 @@ class Landscape:
         tree = pad_draws(self.spec, self.draws(start, self.chunk), self.input_dim, self.hidden,
                          self.emax, self.hmax)
         flat = pack_draws(self.spec, tree, self.layout)          # one array, converted in NumPy
-        if self._kernel is None:       # compiled once per Landscape (cached by jit and on disk): a
-            # direct call to the executable skips jit's per-call argument hashing (~0.6 ms/chunk)
-            self._kernel = _jitted().lower(self.spec, self.hmax, self.plan_key, self.fast, self.layout, flat,
-                                           self._go).compile()
+        with self._compile_lock:       # compiled once per Landscape (cached by jit and on disk), not
+            if self._kernel is None:   # once per stream; calling the executable directly skips jit's
+                # per-call argument hashing (~0.6 ms/chunk)
+                self._kernel = _jitted().lower(self.spec, self.hmax, self.plan_key, self.fast, self.layout,
+                                               flat, self._go).compile()
         return self._kernel(flat, self._go)
 
     def chunk_accuracies(self, start: int) -> np.ndarray:
