@@ -2,8 +2,10 @@
 schedule, stopping and best checkpoint. A model that stops, or whose loss/gradients turn
 non-finite, is frozen (and a diverged one recorded with its epoch); the others go on.
 
-One compiled function runs a whole epoch for a whole population (``lax.scan`` over batches,
-``vmap`` over models); the per-epoch bookkeeping (schedule, stopping, curves) is NumPy on [M].
+One compiled function runs a whole epoch for a whole population (``lax.scan`` over batches):
+engine.lanes' kernel with the model axis innermost for every cell that traces that way (the
+built-in rnn/gru/lstm cells), else :func:`train_epoch` (``vmap`` over models; gru-s, ugrnn,
+mingru and plugin cells that fail lanes.usable); the per-epoch bookkeeping (schedule, stopping, curves) is NumPy on [M].
 On a multi-core CPU the population is cut into equal shards along the model axis that run
 concurrently in threads (:func:`run_epoch`): XLA runs the small operations of one computation
 on one core, and the models are independent, so each model computes exactly what it computes
@@ -26,6 +28,8 @@ import optax
 import pandas as pd
 
 from ..progress import progress_bar
+from ..errors import ConfigError
+from . import lanes
 from . import model as mdl
 from .population import Population, at_positions, batch_loss, evaluate
 from .protocols import Protocol
@@ -201,13 +205,41 @@ def sharded(fn, m: int, shards: int, per_model: tuple, inactive: int | None = No
     return jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs)[:m], *outs)
 
 
+ENGINES = ("auto", "lanes", "vmap")
+
+
+def engine_kind(spec, hmax: int) -> str:
+    """Which epoch kernel trains `spec`: "lanes" (engine.lanes, model axis innermost) when the
+    cell passes lanes.usable, else "vmap" (:func:`train_epoch`). RNNLAB_ENGINE=vmap forces the
+    models-first kernel; RNNLAB_ENGINE=lanes refuses a cell that cannot run in lanes."""
+    want = os.environ.get("RNNLAB_ENGINE", "auto").strip().lower() or "auto"
+    if want not in ENGINES:
+        raise ConfigError(f"RNNLAB_ENGINE: unknown engine {want!r}; known: {', '.join(ENGINES)}")
+    if want == "vmap":
+        return "vmap"
+    ok = lanes.usable(spec, hmax)
+    if want == "lanes" and not ok:
+        raise ConfigError(f"RNNLAB_ENGINE=lanes: cell {spec.cell!r} does not run in the lane kernel "
+                          "(engine.lanes.usable); use auto or vmap")
+    return "lanes" if ok else "vmap"
+
+
 def run_epoch(spec, protocol: Protocol, hmax: int, n_batches: int, params, opt_state, mask, lr, active,
               keys, epoch, data, positions: tuple | None = None, full_length: bool = False,
               shards: int | None = None):
-    """:func:`train_epoch` on the whole population, in `shards` concurrent shards (default
-    :func:`n_shards`). Same results per model."""
+    """One epoch of the whole population (the kernel :func:`engine_kind` picks: engine.lanes or
+    :func:`train_epoch`), in `shards` concurrent shards (default :func:`n_shards`). Same
+    results per model either way."""
     m = int(np.shape(lr)[0])
     shards = n_shards(m) if shards is None else shards
+    if engine_kind(spec, hmax) == "lanes":
+        orders = jnp.asarray(lanes.batch_orders(keys, epoch, int(data["tokens"].shape[0]), n_batches,
+                                                protocol.batch_size, protocol.shuffle))
+        fn = partial(lanes.lane_epoch, spec, protocol, hmax, n_batches, positions=positions,
+                     full_length=full_length)
+        return sharded(lambda p, o, mk, l, a, r: fn(p, o, mk, l, a, r, data), m, shards,
+                       (("m", params), ("m", opt_state), ("m", mask), ("m", lr), ("m", active), ("m", orders)),
+                       inactive=4)
     fn = partial(train_epoch, spec, protocol, hmax, n_batches, positions=positions, full_length=full_length)
     return sharded(lambda p, o, mk, l, a, k: fn(p, o, mk, l, a, k, epoch, data), m, shards,
                    (("m", params), ("m", opt_state), ("m", mask), ("m", lr), ("m", active), ("m", keys)),

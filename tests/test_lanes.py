@@ -1,0 +1,112 @@
+"""The lane-minor epoch kernel (engine.lanes) computes what the models-first epoch
+(engine.train.train_epoch) computes: same batch orders, same updates, same freezing, for every
+cell it accepts; cells it cannot trace fall back."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rnnlab import tasks
+from rnnlab.cells import base as cb
+from rnnlab.cells import CELLS
+from rnnlab.engine import lanes, model as mdl, train as tr
+from rnnlab.engine.model import ModelSpec
+from rnnlab.engine.population import make_population
+from rnnlab.engine.protocols import MEHTA, STERIN
+from rnnlab.errors import ConfigError
+
+
+def _both_epochs(task, cell, protocol, dtype="float64", n=96, m=6):
+    with jax.enable_x64(dtype == "float64"):
+        from rnnlab.experiments.common import model_spec
+        spec = model_spec(task, cell, "torch", dtype)
+        d = tasks.splits(task, 0, {"train": n, "val": 8, "test": 8})["train"]
+        pop = make_population(spec, 3, [2, 3, 4] * (m // 3), np.arange(m))
+        assert lanes.usable(spec, pop.hmax)
+        dev = tr.device_data(d, spec.jdtype)
+        keys = jax.vmap(lambda k: jax.random.fold_in(k, 7))(jax.vmap(jax.random.PRNGKey)(jnp.arange(m)))
+        nb = -(-n // protocol.batch_size)
+        lr = jnp.asarray(np.linspace(1e-3, 5e-2, m), spec.jdtype)
+        act = jnp.ones(m, bool).at[1].set(False)                     # a stopped model stays frozen
+        ep = tr.epoch_protocol(protocol)
+        kw = dict(positions=mdl.scored_positions(d.target_mask), full_length=mdl.full_length(d.tokens, d.lengths))
+        opt = tr.init_opt_state(protocol, pop.params)
+        ref = tr.train_epoch(spec, ep, pop.hmax, nb, pop.params, opt, pop.mask, lr, act, keys, 3, dev, **kw)
+        orders = jnp.asarray(lanes.batch_orders(keys, 3, n, nb, protocol.batch_size, protocol.shuffle))
+        got = lanes.lane_epoch(spec, ep, pop.hmax, nb, pop.params, opt, pop.mask, lr, act, orders, dev, **kw)
+        return [np.asarray(x, float) for x in jax.tree_util.tree_leaves(ref)], \
+            [np.asarray(x, float) for x in jax.tree_util.tree_leaves(got)], kw
+
+
+@pytest.mark.parametrize("task,cell,protocol", [
+    ("first", "rnn-tanh", MEHTA), ("first", "gru", MEHTA), ("first", "lstm", MEHTA),
+    ("reber", "gru", MEHTA),                 # variable lengths, many scored positions, accept sets
+    ("reber", "rnn-sigmoid", STERIN.with_(batch_size=4)),   # SGD, squared error
+])
+def test_lane_epoch_equals_models_first_epoch(task, cell, protocol):
+    ref, got, kw = _both_epochs(task, cell, protocol, n=48 if task == "reber" else 96)
+    if task == "reber":
+        assert not kw["full_length"] and len(kw["positions"]) > 1
+    assert len(ref) == len(got)
+    for a, b in zip(ref, got):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-12)
+    assert not ref[-3][1] and not got[-3][1]                          # alive: the stopped model
+
+
+def test_permutations_are_jax_random_permutation():
+    keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(4))
+    for n in (1, 5, 100, 70_000):                                     # 70_000 needs two sorting rounds
+        ours = lanes.permutations(keys, 2, n)
+        theirs = np.stack([np.asarray(jax.random.permutation(jax.random.fold_in(k, 2), n)) for k in keys])
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_cells_that_do_not_trace_fall_back(monkeypatch):
+    from rnnlab.experiments.common import model_spec
+    for name in ("rnn-tanh", "gru", "lstm"):
+        assert tr.engine_kind(model_spec("first", name, "torch", "float32"), 4) == "lanes"
+    # a bare `@` (gru-s) does not trace with trailing batch axes: the models-first epoch runs it
+    assert tr.engine_kind(model_spec("first", "gru-s", "torch", "float32"), 4) == "vmap"
+    monkeypatch.setenv("RNNLAB_ENGINE", "lanes")
+    with pytest.raises(ConfigError, match="lane kernel"):
+        tr.engine_kind(model_spec("first", "gru-s", "torch", "float32"), 4)
+    monkeypatch.setenv("RNNLAB_ENGINE", "vmap")
+    assert tr.engine_kind(model_spec("first", "gru", "torch", "float32"), 4) == "vmap"
+    monkeypatch.setenv("RNNLAB_ENGINE", "fast")
+    with pytest.raises(ConfigError, match="unknown engine"):
+        tr.engine_kind(model_spec("first", "gru", "torch", "float32"), 4)
+
+
+def test_a_cell_that_traces_wrongly_is_refused():
+    """A cell whose step sums over axis -1 is shape-correct with trailing batch axes but wrong:
+    the equivalence check must catch it."""
+    gru = CELLS["gru"]
+
+    def bad_step(p, s, gi):
+        out = gru.step_proj(p, s, gi)
+        return out + 0.1 * jnp.mean(out, axis=-1, keepdims=True)
+    from dataclasses import replace
+    from rnnlab.experiments.common import model_spec
+    spec = model_spec("first", "gru", "torch", "float64")
+    bad = replace(gru, name="gru-bad-axis", step_proj=bad_step, step=cb.split_step(gru.input_proj, bad_step))
+    CELLS[bad.name] = bad
+    try:
+        with jax.enable_x64(True):
+            assert not lanes.usable(replace(spec, cell=bad.name), 4)
+    finally:
+        del CELLS[bad.name]
+
+
+def test_training_with_either_kernel_gives_the_same_models(monkeypatch):
+    d = tasks.splits("first", 0, {"train": 96, "val": 32, "test": 32})
+    out = {}
+    with jax.enable_x64(True):
+        spec = ModelSpec(cell="gru", dtype="float64")
+        for eng in ("vmap", "lanes"):
+            monkeypatch.setenv("RNNLAB_ENGINE", eng)
+            r = tr.train(make_population(spec, 3, [2, 4], [5, 6]), MEHTA, d, max_epochs=3, progress=False)
+            out[eng] = r
+    for a, b in zip(jax.tree_util.tree_leaves(out["vmap"].best_params), jax.tree_util.tree_leaves(out["lanes"].best_params)):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(out["lanes"].curves.val_loss, out["vmap"].curves.val_loss, rtol=0, atol=1e-12)
