@@ -67,8 +67,8 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], checksum: bool =
             f.flush()
             os.fsync(f.fileno())
         if checksum:
-            digest, size = _digest(tmp)
-            line = f"sha256 {digest} {size}\n".encode("ascii")
+            digest_hex, size = digest(tmp)
+            line = f"sha256 {digest_hex} {size}\n".encode("ascii")
             atomic_write(sum_path(path), lambda f: f.write(line))
         os.replace(tmp, path)
     except BaseException:
@@ -92,7 +92,8 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _digest(path: Path) -> tuple[str, int]:
+def digest(path: Path) -> tuple[str, int]:
+    """(sha256 hex, size in bytes) of the file ``path``."""
     h, size = hashlib.sha256(), 0
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
@@ -123,11 +124,11 @@ def read_verified(path: Path) -> tuple[bytes, bool]:
     expected = _expected(path)
     if expected is None:
         return data, False
-    digest, size = expected
+    want, size = expected
     if len(data) != size:
         raise DamagedFileError(path, f"{len(data)} bytes where its checksum says {size}: "
                                      f"does not match its checksum")
-    if hashlib.sha256(data).hexdigest() != digest:
+    if hashlib.sha256(data).hexdigest() != want:
         raise DamagedFileError(path, "does not match its checksum")
     return data, True
 
