@@ -118,6 +118,8 @@ def fake_dir(tmp_path_factory):
     (d / "run_cli.py").write_text(WRAPPER.format(here=str(d)))
     (d / "afile").write_text("not a folder")
     (d / "bad.json").write_text(json.dumps({"n": 3, "bogus_key": 1}))
+    (d / "latin1.json").write_bytes('{"n": 3, "note": "café"}'.encode("latin-1"))   # not UTF-8
+    (d / "emptydir").mkdir()
     Store(d / "results" / "store")       # an (empty) store for the query cases
     return d
 
@@ -184,6 +186,8 @@ BAD = [
     ("inits-0", "train --task first --cell gru --inits 0", "inits"),
     ("epochs-abc", "train --task first --cell gru --epochs abc", "epochs"),
     ("train-size-0", "train --task first --cell gru --train-size 0", "train-size"),
+    ("lr-infinite", "train --task first --cell gru --lr 1e309", "lr"),
+    ("lr-nan", "train --task first --cell gru --lr nan", "lr"),
     ("train-out-file", "train --task first --cell gru --out {d}/afile", "out"),
     ("unknown-experiment", "run no-such-experiment", "experiment"),
     ("scale-huge", "run fake-exp --scale huge", "scale"),
@@ -193,12 +197,17 @@ BAD = [
     ("cells-unknown", "run fake-exp --cells gru,nope", "cells"),
     ("config-unknown-key", "run fake-exp --config {d}/bad.json", "bogus_key"),
     ("config-missing", "run fake-exp --config {d}/missing.json", "config"),
+    ("config-not-utf8", "run fake-exp --config {d}/latin1.json", "config"),
     ("run-out-file", "run fake-exp --out {d}/afile", "out"),
     ("address-without-ray", "run fake-exp --address 1.2.3.4:6379", "address"),
     ("bad-sql", "query 'SELEC nonsense' --out {d}/results", "sql"),
     ("query-no-sql", "query --out {d}/results", "sql"),
     ("query-no-store", "query --tables --out {d}/empty", "out"),
     ("report-missing-dir", "report {d}/missing", "out"),
+    ("report-empty-dir", "report {d}/emptydir", "dir: nothing to report"),
+    ("query-copy", "query \"COPY (SELECT 1) TO '{d}/x.csv'\" --out {d}/results", "sql: query refused"),
+    ("query-attach", "query \"ATTACH '{d}/x.db'\" --out {d}/results", "sql: query refused"),
+    ("query-install", "query 'INSTALL httpfs' --out {d}/results", "sql: query refused"),
     ("unknown-command", "frobnicate", "command"),
     ("reproduce-paper", "reproduce --paper nobody", "paper"),
 ]
@@ -231,7 +240,8 @@ def test_bad_arguments_in_process(case, template, field, fake_dir, fake_registry
 #: the same through real processes (the console script and the fake-registry wrapper), run
 #: concurrently: a subset covering argparse errors, ConfigError, StoreError and the runner
 SUBPROCESS_CASES = ["unknown-task", "hidden-0", "epochs-abc", "train-out-file", "unknown-experiment",
-                    "set-unknown-key", "config-unknown-key", "bad-sql"]
+                    "set-unknown-key", "config-unknown-key", "bad-sql", "config-not-utf8",
+                    "lr-infinite", "report-empty-dir", "query-copy"]
 
 
 @pytest.fixture(scope="module")
@@ -252,6 +262,13 @@ def subprocess_results(fake_dir):
 def test_bad_arguments_subprocess(case, subprocess_results):
     code, err, field = subprocess_results[case]
     _one_line_error(code, err, field)
+
+
+def test_refused_inputs_leave_nothing_behind(fake_dir, subprocess_results):
+    """The refused query wrote no file, the empty folder got no report (after all the cases
+    above ran, in process and in subprocesses)."""
+    assert not (fake_dir / "x.csv").exists() and not (fake_dir / "x.db").exists()
+    assert list((fake_dir / "emptydir").iterdir()) == []
 
 
 # ------------------------------------------------------------- run / reproduce / report

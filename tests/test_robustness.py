@@ -215,9 +215,85 @@ def test_damaged_stored_shard_and_output_are_recomputed_not_trusted(reference, t
 
     rerun = run_cli(out, sub_env)
     assert (rerun.info["shards_reused"], rerun.info["shards_computed"]) == (TOTAL - 1, 1)
-    assert "recomputing stored shard" in rerun.stdout
+    assert f"rnnlab: warning: results file {victim} is damaged" in rerun.stdout
     assert_outputs_equal(rerun.exp_dir, reference.exp_dir)
     assert Store(store_root).verify() == []
+
+
+def _flip_a_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def _warnings(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("rnnlab: warning: ")]
+
+
+def _quarantined(store_root: Path) -> list[str]:
+    folder = store_root / "quarantine"
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def test_damaged_shards_of_a_finished_run_are_recomputed_on_a_plain_rerun(reference, tmp_path, sub_env):
+    """The outputs and the run record are intact, so the run counts as finished; two of its
+    shard files are damaged (one bit flipped, one truncated to half). A plain rerun checks the
+    run's stored files, moves the damaged ones to quarantine (one warning line each) and
+    recomputes those two shards only: the same tables, bit for bit."""
+    out = tmp_path / "copy"
+    shutil.copytree(reference.out, out)
+    store_root = out / "store"
+    keys = sorted(_done_keys(store_root))
+    flipped = store_root / "tables" / f"shard.{EXP}.curves" / f"{keys[0]}.parquet"
+    cut = store_root / "tables" / f"shard.{EXP}.summary" / f"{keys[1]}.parquet"
+    _flip_a_byte(flipped)
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+
+    rerun = run_cli(out, sub_env)
+    assert (rerun.info["shards_reused"], rerun.info["shards_computed"]) == (TOTAL - 2, 2)
+    warned = _warnings(rerun.stdout)
+    assert len(warned) == 2 and all("quarantine" in w for w in warned), warned
+    assert any(str(flipped) in w and "checksum" in w for w in warned)
+    assert any(str(cut) in w for w in warned)
+    moved = [n for n in _quarantined(store_root) if n.endswith(".parquet")]
+    assert len(moved) == 2 and any(n.endswith(f"__{keys[0]}.parquet") for n in moved)
+    assert_outputs_equal(rerun.exp_dir, reference.exp_dir)
+    store, ref = Store(store_root), Store(reference.store_root)
+    assert store.verify() == []
+    for t in (f"shard.{EXP}.curves", f"shard.{EXP}.summary", "shards_done"):
+        for key in keys:
+            assert_bitwise_equal(store.read(t, key), ref.read(t, key), f"{t}/{key}")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "bit-flipped"])
+def test_damaged_run_record_is_moved_aside_and_the_run_redone_from_its_shards(reference, tmp_path,
+                                                                            sub_env, damage):
+    """A truncated run record used to stop every rerun; an altered one (still valid JSON) was
+    trusted. Both are now moved to quarantine with one warning, and the rerun rebuilds the run
+    from its stored shards (none recomputed) and writes the record again."""
+    out = tmp_path / "copy"
+    shutil.copytree(reference.out, out)
+    store_root = out / "store"
+    record = store_root / "runs" / f"{reference.run_id}.json"
+    good = json.loads(record.read_text())
+    if damage == "truncated":
+        record.write_bytes(record.read_bytes()[: record.stat().st_size // 2])
+    else:                                   # a digit of the wall time: still a valid record
+        text = record.read_text()
+        i = text.index('"wall_s": ') + len('"wall_s": ')
+        record.write_text(text[:i] + ("1" if text[i] != "1" else "2") + text[i + 1:])
+        assert json.loads(record.read_text())["wall_s"] != good["wall_s"]
+
+    rerun = run_cli(out, sub_env)
+    assert (rerun.info["shards_reused"], rerun.info["shards_computed"]) == (TOTAL, 0)
+    warned = _warnings(rerun.stdout)
+    assert len(warned) == 1 and str(record) in warned[0] and "quarantine" in warned[0], warned
+    assert any(n.endswith(f"runs__{reference.run_id}.json") for n in _quarantined(store_root))
+    assert_outputs_equal(rerun.exp_dir, reference.exp_dir)
+    store = Store(store_root)
+    assert store.verify() == []
+    again = store.run(reference.run_id)
+    assert again["status"] == "done" and again["verdicts"] == good["verdicts"]
 
 
 # ------------------------------------------------------------------------------ determinism
@@ -343,6 +419,8 @@ API_CASES = [
     ("task-huge-length", lambda out: tasks.make("first", 10, 0, length=10**9), ConfigError, "length:"),
     ("task-huge-n", lambda out: tasks.splits("first", 0, {"train": 10**10}), ConfigError, "sizes"),
     ("protocol-negative-lr", lambda out: Protocol(lr=-1e-3), ConfigError, "lr:"),
+    ("protocol-infinite-lr", lambda out: Protocol(lr=float("inf")), ConfigError, "lr:"),
+    ("protocol-nan-lr", lambda out: Protocol(lr=float("nan")), ConfigError, "lr:"),
     ("protocol-zero-batch", lambda out: Protocol(batch_size=0), ConfigError, "batch_size:"),
     ("results-folder-is-a-file", lambda out: experiments.run(EXP, scale="tiny", out=out / EXP / "claims.json"), StoreError, "results folder:"),
     ("store-missing", lambda out: Store(out / "nowhere", create=False), StoreError, "results folder:"),

@@ -226,7 +226,8 @@ def test_failed_rename_leaves_nothing_visible(store: Store, monkeypatch: pytest.
     monkeypatch.undo()
 
     assert not store.has("t", "bad") and store.keys("t") == ["good"]
-    assert sorted(p.name for p in (store.root / "tables" / "t").iterdir()) == ["good.parquet"]
+    assert sorted(p.name for p in (store.root / "tables" / "t").iterdir()) == [
+        ".good.parquet.sha256", "good.parquet"]                      # the result and its checksum
     assert list((store.root / "runs").iterdir()) == [] and store.run("r") is None
     pd.testing.assert_frame_equal(store.read("t"), good)
 
@@ -244,8 +245,11 @@ def test_crash_mid_write_leaves_only_an_ignored_tmp_file(store: Store):
         """, str(store.root), check=False)
     assert child.returncode == 3, child.stderr
 
-    leftovers = [p.name for p in (store.root / "tables" / "t").iterdir()]
-    assert len(leftovers) == 2 and any(n.startswith("torn.parquet.tmp-") for n in leftovers)
+    leftovers = sorted(p.name for p in (store.root / "tables" / "t").iterdir())
+    assert len(leftovers) == 4 and [leftovers[0], leftovers[2]] == [".good.parquet.sha256",
+                                                                    "good.parquet"]
+    assert leftovers[1].startswith(".torn.parquet.sha256.tmp-")       # killed at its 1st rename
+    assert leftovers[3].startswith("torn.parquet.tmp-")
     assert store.keys("t") == ["good"] and not store.has("t", "torn")
     assert store.read("t")["x"].tolist() == [1]
     assert store.query("SELECT sum(x) AS s FROM t")["s"][0] == 1
@@ -253,8 +257,9 @@ def test_crash_mid_write_leaves_only_an_ignored_tmp_file(store: Store):
 
     assert store.clean_tmp() == []  # too recent: might be a write still running
     removed = store.clean_tmp(older_than=0)
-    assert len(removed) == 1 and "torn.parquet.tmp-" in removed[0]
-    assert [p.name for p in (store.root / "tables" / "t").iterdir()] == ["good.parquet"]
+    assert len(removed) == 2 and all(".tmp-" in r and "torn.parquet" in r for r in removed)
+    assert sorted(p.name for p in (store.root / "tables" / "t").iterdir()) == [
+        ".good.parquet.sha256", "good.parquet"]
 
 
 # ------------------------------------------------------------------ damaged files
@@ -446,3 +451,238 @@ def test_two_processes_write_the_same_table_at_once(store: Store):
     assert store.query("SELECT count(DISTINCT (who, i)) AS n FROM shared")["n"][0] == 40
     assert store.verify() == []
     assert not [p for p in (store.root / "tables" / "shared").iterdir() if ".tmp-" in p.name]
+
+
+# ---------------------------------------------------------------- read-only queries
+@pytest.mark.parametrize("sql", [
+    "COPY (SELECT 1) TO '{d}/x.csv'",
+    "COPY t TO '{d}/x.parquet' (FORMAT parquet)",
+    "EXPORT DATABASE '{d}/x'",
+    "ATTACH '{d}/x.db' AS other",
+    "INSTALL httpfs",
+    "LOAD httpfs",
+    "CREATE TABLE x AS SELECT 1",
+    "WITH a AS (SELECT 1) INSERT INTO t SELECT * FROM a",
+    "SET enable_external_access = true",
+    "PRAGMA version",
+    "CALL pragma_version()",
+    "EXPLAIN ANALYZE COPY (SELECT 1) TO '{d}/x.csv'",
+    "SELECT 1; COPY (SELECT 1) TO '{d}/x.csv'",
+])
+def test_query_refuses_statements_that_are_not_reads(store: Store, tmp_path: Path, sql: str):
+    store.write("t", "k", pd.DataFrame({"x": [1]}))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(StoreError) as e:
+        store.query(sql.format(d=tmp_path))
+    message = str(e.value)
+    assert message.startswith("query refused: ") and "\n" not in message, message
+    assert sorted(p.name for p in tmp_path.iterdir()) == before       # nothing written
+
+
+def test_query_reads_nothing_outside_the_store(store: Store, tmp_path: Path):
+    outside = tmp_path / "outside.csv"
+    outside.write_text("a\n1\n")
+    store.write("t", "k", pd.DataFrame({"x": [1]}))
+    for sql in (f"SELECT * FROM read_csv('{outside}')", f"SELECT * FROM '{outside}'",
+                f"SELECT * FROM read_parquet('{store.path('t', 'k')}')"):
+        with pytest.raises(StoreError, match=r"^query failed: .*disabled"):
+            store.query(sql)
+
+
+@pytest.mark.parametrize("sql,column", [
+    ("SELECT sum(x) AS s FROM t", "s"),
+    ("WITH a AS (SELECT x FROM t) SELECT max(x) AS s FROM a", "s"),
+    ("  select sum(x) as s from t;", "s"),
+    ("EXPLAIN SELECT * FROM t", "explain_value"),
+    ("DESCRIBE t", "column_name"),
+    ("SHOW TABLES", "name"),
+])
+def test_query_answers_reads(store: Store, sql: str, column: str):
+    store.write("t", "a", pd.DataFrame({"x": [1, 2]}))
+    store.write("t", "b", pd.DataFrame({"x": [3]}))
+    out = store.query(sql)
+    assert column in out.columns and len(out) >= 1
+    if column == "s":
+        assert out["s"].tolist() in ([6], [3])
+
+
+# ------------------------------------------------------------------ checksums, quarantine
+def _flip_a_bit(path: Path, at: float = 0.5) -> None:
+    data = bytearray(path.read_bytes())
+    data[int(len(data) * at)] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+def _flip_a_bit_parquet_misses(path: Path) -> pd.DataFrame:
+    """Flip one bit of ``path`` where pyarrow still reads the file (a changed value, no error);
+    return what it reads."""
+    import pyarrow.parquet as pq
+    original = path.read_bytes()
+    for at in range(len(original) // 2, len(original) - 8):
+        data = bytearray(original)
+        data[at] ^= 0x01
+        path.write_bytes(bytes(data))
+        try:
+            return pq.read_table(path).to_pandas()
+        except (OSError, ValueError):       # this one Parquet notices: try the next byte
+            continue
+    raise AssertionError("no bit flip of the file goes unnoticed by Parquet")
+
+
+def test_every_stored_file_has_a_checksum_beside_it(store: Store):
+    path = store.write("t", "k", pd.DataFrame({"x": [1.0, 2.0]}))
+    store.record_run("r", {"status": "done"})
+    for f in (path, store.root / "runs" / "r.json"):
+        sidecar = f.with_name(f".{f.name}.sha256")
+        import hashlib
+        assert sidecar.read_text().split() == ["sha256", hashlib.sha256(f.read_bytes()).hexdigest(),
+                                               str(f.stat().st_size)]
+    assert store.keys("t") == ["k"] and store.tables() == ["t"]        # sidecars are not results
+    assert pd.read_parquet(path.parent)["x"].tolist() == [1.0, 2.0]    # pandas reads the folder
+
+
+def test_bit_flipped_parquet_that_still_parses_is_detected(store: Store):
+    df = pd.DataFrame({"x": np.arange(2000.0)})
+    path = store.write("t", "flip", df)
+    store.write("t", "ok", pd.DataFrame({"x": [1.0]}))
+    flipped = _flip_a_bit_parquet_misses(path)         # Parquet itself does not notice ...
+    assert not flipped.equals(df)                      # ... that a value changed
+    for call in (lambda: store.read("t"), lambda: store.read("t", "flip"),
+                 lambda: store.meta("t", "flip"), lambda: store.query("SELECT sum(x) FROM t")):
+        with pytest.raises(StoreError) as e:
+            call()
+        assert "checksum" in one_line_naming(e, path)
+    assert not store.has("t", "flip") and store.has("t", "ok")
+    assert store.verify() == [str(path)]
+
+
+def test_bit_flipped_run_record_is_detected(store: Store):
+    store.record_run("r", {"status": "done", "wall_s": 12.5})
+    path = store.root / "runs" / "r.json"
+    path.write_text(path.read_text().replace("12.5", "92.5"))         # still valid JSON
+    with pytest.raises(StoreError) as e:
+        store.run("r")
+    assert "checksum" in one_line_naming(e, path)
+    assert store.verify() == [str(path)]
+
+
+def test_reuse_moves_a_damaged_file_to_quarantine_with_one_warning(store: Store):
+    good = pd.DataFrame({"x": [1.0, 2.0]})
+    path = store.write("t", "k", good)
+    pd.testing.assert_frame_equal(store.reuse("t", "k"), good)
+    assert store.reuse("t", "missing") is None
+    _flip_a_bit(path)
+    damaged = path.read_bytes()
+    with pytest.warns(rnnlab.store.StoreWarning) as caught:
+        assert store.reuse("t", "k") is None
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert str(path) in message and "quarantine" in message and "\n" not in message
+    assert not path.exists() and not store.has("t", "k") and store.verify() == []
+    moved = sorted((store.root / "quarantine").iterdir())
+    assert [p.suffix for p in moved] == [".parquet", ".sha256"]        # the file and its checksum
+    assert moved[0].name.endswith("tables__t__k.parquet") and moved[0].read_bytes() == damaged
+    store.write("t", "k", good)                                         # recomputed
+    pd.testing.assert_frame_equal(store.reuse("t", "k"), good)
+
+
+def test_file_without_checksum_is_trusted_if_it_parses(store: Store):
+    """Stores written before checksums existed: a file with no sidecar is read (verified by
+    parsing only); a truncated one is still detected."""
+    path = store.write("t", "old", pd.DataFrame({"x": [1, 2]}))
+    store.write("t", "cut", pd.DataFrame({"x": [3]}))
+    for key in ("old", "cut"):
+        sidecar = path.with_name(f".{key}.parquet.sha256")
+        sidecar.unlink()
+    cut = store.path("t", "cut")
+    cut.write_bytes(cut.read_bytes()[:-20])
+    assert store.read("t", "old")["x"].tolist() == [1, 2] and store.has("t", "old")
+    assert not store.has("t", "cut") and store.verify() == [str(cut)]
+
+
+@pytest.mark.parametrize("crash_at", [1, 2])
+def test_kill_between_checksum_and_data_never_serves_a_wrong_file(store: Store, crash_at: int):
+    """A write renames the checksum into place (1st rename), then the data (2nd rename). A kill
+    before either leaves the old result (or none) readable and never a mismatched pair read as
+    good: the new checksum beside the old data is damage, detected and recomputed."""
+    store.write("t", "k", pd.DataFrame({"x": [1]}))
+    child = run_python("""
+        import os, sys
+        import pandas as pd
+        from rnnlab.store import Store
+        store, crash_at, calls = Store(sys.argv[1]), int(sys.argv[2]), []
+        real = os.replace
+        def replace(src, dst):
+            calls.append(dst)
+            if len(calls) == crash_at:
+                os._exit(3)
+            real(src, dst)
+        os.replace = replace
+        store.write("t", "k", pd.DataFrame({"x": [2]}))
+        """, str(store.root), str(crash_at), check=False)
+    assert child.returncode == 3, child.stderr
+    if crash_at == 1:            # nothing renamed: the old result, whole and verified
+        assert store.read("t", "k")["x"].tolist() == [1]
+    else:                        # new checksum, old data: never read as good
+        assert not store.has("t", "k")
+        with pytest.raises(StoreError, match="checksum"):
+            store.read("t", "k")
+    store.write("t", "k", pd.DataFrame({"x": [2]}))
+    assert store.read("t", "k")["x"].tolist() == [2] and store.verify() == []
+
+
+# ----------------------------------------------------------------------- stale locks
+def test_lock_file_is_removed_when_released_even_after_an_error(store: Store):
+    with store.lock("a"):
+        assert (store.root / "locks" / "a.lock").read_text().split()[0] == str(os.getpid())
+    with pytest.raises(ZeroDivisionError):
+        with store.lock("b"):
+            1 / 0
+    assert list((store.root / "locks").iterdir()) == []
+
+
+def test_stale_lock_of_a_dead_process_is_cleared(store: Store):
+    """A process killed while holding a lock leaves its file (pid and host inside): the next
+    lock taken in the store sees the owner gone and removes it."""
+    child = run_python("""
+        import os, sys
+        from rnnlab.store import Store
+        with Store(sys.argv[1]).lock("run-x"):
+            os.kill(os.getpid(), 9)
+        """, str(store.root), check=False)
+    assert child.returncode == -9
+    stale = store.root / "locks" / "run-x.lock"
+    assert stale.exists()                                          # what a kill leaves
+    with store.lock("other"):
+        assert not stale.exists()
+    with store.lock("run-x", timeout=0):
+        pass
+    assert list((store.root / "locks").iterdir()) == []
+
+
+def test_a_lock_held_by_a_live_process_is_never_cleared(store: Store, tmp_path: Path):
+    holder = popen_python("""
+        import sys
+        from rnnlab.store import Store
+        with Store(sys.argv[1]).lock("held"):
+            print("holding", flush=True)
+            sys.stdin.readline()
+        """, str(store.root))
+    assert holder.stdout.readline().strip() == "holding", holder.communicate()
+    try:
+        path = store.root / "locks" / "held.lock"
+        # even a file naming a dead pid is kept while its lock is held
+        path.write_text(f"999999999 {__import__('socket').gethostname()}\n")
+        with store.lock("other"):
+            pass
+        assert path.exists()
+        with pytest.raises(StoreError, match="still held"):
+            with store.lock("held", timeout=0.1):
+                pass
+    finally:
+        holder.stdin.write("done\n")
+        holder.stdin.flush()
+        holder.communicate(timeout=30)
+    assert holder.returncode == 0
+    with store.lock("held", timeout=5):
+        pass

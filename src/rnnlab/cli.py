@@ -17,13 +17,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import os
 import sys
 import time
 import traceback
+import warnings
 from pathlib import Path
 
-from .errors import ConfigError, RnnlabError, StoreError
+from .errors import ConfigError, RnnlabError, RnnlabWarning, StoreError
 
 SCALE_CHOICES = ("quick", "paper", "tiny")
 GOOD_ACC = 0.95   # "good" model in the train summary: best validation accuracy >= this
@@ -65,12 +67,13 @@ def _int_arg(minimum: int = 1, allow_list: bool = False):
 
 
 def _pos_float(s: str) -> float:
+    """argparse type: a finite number > 0 (``1e309`` is infinite in a float: refused)."""
     try:
         v = float(s)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a positive number, got {s!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {s}")
+    if not (v > 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"must be a finite positive number, got {s}")
     return v
 
 
@@ -274,9 +277,11 @@ def cmd_train(args) -> int:
 
     t0 = time.perf_counter()
     with store.lock(f"train-{key}"):
-        stored = store.has("train.summary", key) and store.has("train.curves", key)
-        if stored and not args.force:
-            summary = store.read("train.summary", key)
+        # a damaged stored file is moved to quarantine (one warning line) and trained again
+        summary = None if args.force else store.reuse("train.summary", key)
+        if summary is not None and not store.intact("train.curves", key):
+            summary = None
+        if summary is not None:
             print(f"reusing the stored result train.summary/{key} (add --force to train again)")
         else:
             from .experiments.common import train_population
@@ -319,9 +324,14 @@ def _load_config_file(path: str) -> tuple[dict, str | None]:
     """(overrides, scale or None) from a JSON file: either a plain object of config keys, or a
     run's config.json ({"experiment": ..., "config": {...}})."""
     try:
-        text = Path(path).read_text()
+        raw = Path(path).read_bytes()
     except OSError as e:
         raise ConfigError(f"config: cannot read {path}: {e.strerror or e}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config: {path} is not UTF-8 text (byte 0x{raw[e.start]:02x} at "
+                          f"offset {e.start}); save it as UTF-8 JSON") from None
     try:
         data = json.loads(text)
     except ValueError as e:
@@ -473,6 +483,9 @@ def cmd_reproduce(args) -> int:
 
 def cmd_report(args) -> int:
     from .report import build_report, collect, verdict_counts
+    if Path(args.dir).is_dir() and all(e.status == "not run" for e in collect(args.dir)):
+        raise ConfigError(f"dir: nothing to report in {args.dir}: it holds no experiment results "
+                          f"(run `rnnlab run EXPERIMENT --out {args.dir}` or `rnnlab reproduce` first)")
     html_path, md_path = build_report(args.dir)
     entries = collect(args.dir)
     counts = verdict_counts(entries)
@@ -541,9 +554,24 @@ def cmd_bench(args) -> int:
 # ------------------------------------------------------------------------------- main
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None, _default=None):
+    """rnnlab's own warnings as one line, ``rnnlab: warning: ...``; others as Python shows them."""
+    if issubclass(category, RnnlabWarning):
+        print(f"rnnlab: warning: {' '.join(str(message).split())}", file=sys.stderr)
+    else:
+        _default(message, category, filename, lineno, file, line)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    with warnings.catch_warnings():          # for this command only: restored when it ends
+        default = warnings.showwarning
+        warnings.showwarning = lambda *a, **k: _show_warning(*a, **k, _default=default)
+        return _run_command(args)
+
+
+def _run_command(args) -> int:
     try:
         return int(args.func(args) or 0)
     except RnnlabError as e:

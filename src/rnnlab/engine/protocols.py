@@ -1,6 +1,7 @@
 """Training protocols (PROTOCOLS section 3). Either one can be used with any task."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 
 from ..errors import ConfigError
@@ -29,8 +30,8 @@ class Protocol:
             raise ConfigError(f"loss: unknown loss {self.loss!r}; known: xent, sse")
         if self.halve_on not in ("val_acc_drop", "train_loss_rise", "none"):
             raise ConfigError(f"halve_on: unknown rule {self.halve_on!r}")
-        if not (self.lr > 0):
-            raise ConfigError(f"lr: must be > 0, got {self.lr!r}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"lr: must be a finite number > 0, got {self.lr!r}")
         if int(self.batch_size) != self.batch_size or self.batch_size < 1:
             raise ConfigError(f"batch_size: must be a positive integer, got {self.batch_size!r}")
         if self.stop_acc is not None and not (0 < self.stop_acc <= 1):

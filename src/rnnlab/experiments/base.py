@@ -13,6 +13,12 @@ Every experiment is one module with::
 The runner resolves the config, hashes it into a run id, computes shards through a backend
 (reusing every shard already in the store), writes tables/figures/config/claims into
 ``OUT/NAME/``, records the run in the store, and reuses a finished run as it is.
+
+Nothing damaged is reused. The record of a finished run lists the store files it was built from
+(its shards, its tables) and the checksum of every output file; a rerun checks them all first.
+A damaged store file (or run record) is moved to the store's quarantine with one warning line
+and recomputed (only the shards affected; the others are reused), a damaged output file makes
+the outputs be written again from the stored shards.
 """
 from __future__ import annotations
 
@@ -29,11 +35,11 @@ import pandas as pd
 
 from .. import backends
 from ..analysis.claims import Claim
-from ..errors import ConfigError, RnnlabError, StoreError
+from ..errors import ConfigError, DamagedFileError, RnnlabError, StoreWarning
 from ..plots import style
 from ..progress import progress_bar
 from ..store import Store, canonical, config_hash
-from ..store.files import looks_complete
+from ..store.files import digest, looks_complete
 
 SCALES = ("quick", "paper", "tiny")
 
@@ -61,6 +67,7 @@ class Context:
         self.store, self.backend, self.progress = store, backend, progress
         self.shards_computed = 0
         self.shards_reused = 0
+        self.stored: list[list[str]] = []    # [table, key] of every shard file used, for the record
 
     def shard_key(self, fn, shard: dict) -> str:
         return config_hash({"experiment": self.name, "version": self.version,
@@ -80,6 +87,7 @@ class Context:
             if cached is not None:
                 results[i] = cached
                 self.shards_reused += 1
+                self._note(k, cached)
             else:
                 todo.append(i)
         bar = progress_bar(total=len(shards), initial=len(shards) - len(todo),
@@ -94,6 +102,7 @@ class Context:
                              meta={"experiment": self.name, "shard": canonical(shards[i])})
             results[i] = out
             self.shards_computed += 1
+            self._note(keys[i], out)
             bar.update(1)
         bar.close()
         return results
@@ -101,19 +110,18 @@ class Context:
     def _shard_table(self, t: str) -> str:
         return f"shard.{self.name}.{t}"
 
+    def _note(self, key: str, tables: dict) -> None:
+        self.stored += [["shards_done", key]] + [[self._shard_table(t), key] for t in tables]
+
     def _cached(self, key: str) -> dict[str, pd.DataFrame] | None:
         """The stored tables of shard `key`, or None when it must be computed: not finished, or
-        one of its files truncated or damaged (recomputing rewrites those files whole)."""
-        if not self.store.has("shards_done", key):
+        one of its files missing or damaged. Every damaged file is moved to quarantine with a
+        warning (Store.reuse); recomputing writes the shard's files whole again."""
+        marker = self.store.reuse("shards_done", key)
+        if marker is None:
             return None
-        try:
-            names = self.store.read("shards_done", key)["table"].tolist()
-            if not all(self.store.has(self._shard_table(t), key) for t in names):
-                raise StoreError(f"shard {key}: a table file is missing or truncated")
-            return {t: self.store.read(self._shard_table(t), key) for t in names}
-        except StoreError as e:
-            warnings.warn(f"{self.name}: recomputing stored shard {key}: {e}", RuntimeWarning, stacklevel=3)
-            return None
+        tables = {t: self.store.reuse(self._shard_table(t), key) for t in marker["table"].tolist()}
+        return None if any(df is None for df in tables.values()) else tables
 
 
 def _module(name: str):
@@ -204,8 +212,9 @@ def run(name: str, config: dict | None = None, *, scale: str = "quick", out: str
                           "code": _code_hash(mod)})
 
     with store.lock(f"run-{run_id}"):
-        done = store.run(run_id)
-        if not force and done and done.get("status") == "done" and _outputs_present(out_dir, run_id):
+        done = _stored_run(store, run_id)
+        if not force and done and done.get("status") == "done" and _stored_intact(store, done) \
+                and _outputs_present(out_dir, run_id, done):
             return _load_result(mod, out_dir, run_id, cfg, time.perf_counter() - t0)
         be = backends.get(backend, address) if isinstance(backend, str) else backend
         started = time.time()
@@ -226,9 +235,13 @@ def run(name: str, config: dict | None = None, *, scale: str = "quick", out: str
                 be.close()
         wall = time.perf_counter() - t0
         paths = _write_outputs(mod, out_dir, run_id, cfg, tables, claims, figs, wall, ctx, store)
+        outputs = paths + [out_dir / n for n in ("config.json", "run.json", "claims.json")]
         store.record_run(run_id, {"experiment": mod.NAME, "config": cfg, "status": "done",
                                   "started": started, "finished": time.time(), "wall_s": wall,
-                                  "verdicts": {c.id: c.verdict for c in claims}})
+                                  "verdicts": {c.id: c.verdict for c in claims},
+                                  # what a rerun checks before reusing the run (module docstring)
+                                  "stored": ctx.stored + [[f"{mod.NAME}.{t}", run_id] for t in tables],
+                                  "outputs": {p.name: digest(p)[0] for p in outputs}})
     return ExperimentResult(mod.NAME, run_id, out_dir, cfg, tables, claims, wall, False,
                             ctx.shards_computed, ctx.shards_reused, paths)
 
@@ -269,7 +282,36 @@ def _write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
-def _outputs_present(out_dir: Path, run_id: str) -> bool:
+def _stored_run(store: Store, run_id: str) -> dict | None:
+    """The run's record; a damaged one is moved to quarantine (one warning) and the run done
+    again from its stored shards."""
+    try:
+        return store.run(run_id)
+    except DamagedFileError as e:
+        store.quarantine(e.path, e.reason)
+        return None
+
+
+def _stored_intact(store: Store, done: dict) -> bool:
+    """Whether every store file the finished run was built from is there and whole; each
+    damaged one is moved to quarantine (one warning each) to be recomputed. (Runs recorded
+    before records listed their files have nothing listed: their outputs alone are checked.)"""
+    return all([store.intact(t, k) for t, k in done.get("stored", [])])
+
+
+def _outputs_present(out_dir: Path, run_id: str, done: dict) -> bool:
+    expected = done.get("outputs")
+    if expected is not None:
+        tables = {p.name for p in out_dir.glob("*.parquet")}
+        for name, sha in expected.items():
+            path = out_dir / name
+            if not path.is_file():
+                return False
+            if digest(path)[0] != sha:
+                warnings.warn(StoreWarning(f"output {path} does not match its checksum in the "
+                                           f"run's record; writing the outputs again"), stacklevel=3)
+                return False
+        return tables <= set(expected)
     try:
         ok = json.loads((out_dir / "run.json").read_text())["run_id"] == run_id and (out_dir / "claims.json").exists()
         json.loads((out_dir / "claims.json").read_text())

@@ -8,9 +8,9 @@
 
 See :mod:`rnnlab.store.parquet_store` for the layout and why it is files, not a database file.
 """
-from ..errors import StoreError
+from ..errors import DamagedFileError, StoreError, StoreWarning
 from .hashing import canonical, canonical_json, config_hash
 from .parquet_store import DEFAULT_ROOT, Store, load, open_store, view_name
 
-__all__ = ["DEFAULT_ROOT", "Store", "StoreError", "canonical", "canonical_json", "config_hash",
+__all__ = ["DEFAULT_ROOT", "DamagedFileError", "Store", "StoreError", "StoreWarning", "canonical", "canonical_json", "config_hash",
            "load", "open_store", "view_name"]

@@ -3,13 +3,21 @@
 Layout under the root folder::
 
     tables/<table>/<key>.parquet   one result (a DataFrame) per file, replaced atomically
-    runs/<run_id>.json             one record per run
-    locks/<name>.lock              lock files for :meth:`Store.lock`
+    tables/<table>/.<key>.parquet.sha256   its checksum (see :mod:`rnnlab.store.files`)
+    runs/<run_id>.json             one record per run (and its ``.<run_id>.json.sha256``)
+    locks/<name>.lock              lock files for :meth:`Store.lock`, deleted when released
+    quarantine/                    damaged files moved aside by :meth:`Store.quarantine`
 
 Why files and not a database file: a DuckDB database file has a single writer process, while
 here any number of processes (or machines on a shared disk) write different files at once with
 no lock, and a crash can never leave a half-written file under a final name.  DuckDB is only
-the query engine, over an in-memory connection opened per query; pandas reads the same files.
+the query engine, over an in-memory connection opened per query and allowed to read nothing
+but the verified tables handed to it; pandas reads the same files.
+
+Every read checks the file against its checksum.  Readers (:meth:`Store.read`, :meth:`Store.query`,
+:meth:`Store.run`) raise a one-line :class:`~rnnlab.errors.DamagedFileError` naming a damaged
+file; the runner, which can recompute it, calls :meth:`Store.reuse` instead, which moves it to
+``quarantine/`` with a one-line :class:`~rnnlab.errors.StoreWarning` and answers "not stored".
 """
 from __future__ import annotations
 
@@ -19,6 +27,7 @@ import os
 import re
 import tempfile
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -28,11 +37,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import StoreError
-from .files import (atomic_write, corrupted_message, first_line, footer_error, is_tmp,
-                    looks_complete, read_parquet, read_schema)
+from ..errors import DamagedFileError, StoreError, StoreWarning
+from .files import (atomic_write, damage, first_line, is_tmp, read_parquet, read_schema,
+                    sum_path)
 from .hashing import canonical_json
-from .locking import file_lock
+from .locking import clear_stale, file_lock
 from .runs import read_record, record_paths, records_frame, write_record
 
 __all__ = ["Store", "open_store", "load", "view_name", "DEFAULT_ROOT"]
@@ -46,6 +55,10 @@ META_KEY = b"rnnlab"
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,200}")
 _SUFFIX = ".parquet"
 _RUNS_VIEW = "runs"
+
+READ_STATEMENTS = "SELECT, WITH, EXPLAIN, DESCRIBE, SHOW"
+"""What :meth:`Store.query` runs (DuckDB parses DESCRIBE, SHOW, SUMMARIZE, FROM ..., VALUES
+and WITH ... SELECT as SELECT statements); anything else is refused."""
 
 
 def view_name(table: str) -> str:
@@ -98,6 +111,10 @@ class Store:
     def _locks_dir(self) -> Path:
         return self.root / "locks"
 
+    @property
+    def _quarantine_dir(self) -> Path:
+        return self.root / "quarantine"
+
     def path(self, table: str, key: str) -> Path:
         """Where the result ``table``/``key`` is (or would be) stored."""
         _check_name("table", table)
@@ -141,9 +158,70 @@ class Store:
 
     # ----------------------------------------------------------------------- tables
     def has(self, table: str, key: str) -> bool:
-        """Whether ``table``/``key`` exists and looks whole (a truncated file counts as absent,
-        so a ``has``-guarded computation redoes it and replaces the file)."""
-        return looks_complete(self.path(table, key))
+        """Whether ``table``/``key`` exists and is whole: it matches its checksum (a damaged file
+        counts as absent, so a ``has``-guarded computation redoes it and replaces the file)."""
+        try:
+            return damage(self.path(table, key)) is None
+        except FileNotFoundError:
+            return False
+
+    def intact(self, table: str, key: str) -> bool:
+        """Like :meth:`has`, but a damaged file is also moved to quarantine (one warning)."""
+        path = self.path(table, key)
+        try:
+            reason = damage(path)
+        except FileNotFoundError:
+            return False
+        if reason is not None:
+            self.quarantine(path, reason)
+        return reason is None
+
+    def reuse(self, table: str, key: str) -> pd.DataFrame | None:
+        """The stored result ``table``/``key`` if it is there and whole, else None: the caller
+        computes it again.  A damaged file is moved to quarantine with a one-line
+        :class:`~rnnlab.errors.StoreWarning` naming it, never returned and never an error."""
+        path = self.path(table, key)
+        try:
+            return read_parquet(path).to_pandas()
+        except FileNotFoundError:
+            return None
+        except DamagedFileError as e:
+            self.quarantine(path, e.reason)
+            return None
+
+    def quarantine(self, path: str | os.PathLike, reason: str | None = None) -> Path | None:
+        """Move the damaged file ``path`` of this store (and its checksum file) into
+        ``quarantine/``, named by the time and its place in the store, so that nothing is lost
+        and the next run recomputes it; warn in one line.  Returns where it went (None if it
+        was gone already, e.g. moved by another process)."""
+        path = Path(path)
+        try:
+            rel = path.relative_to(self.root)
+        except ValueError:
+            raise StoreError(f"quarantine: {path} is not in the store {self.root}") from None
+        self._mkdir(self._quarantine_dir)
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        dest = self._quarantine_dir / f"{stamp}-{os.getpid()}-{'__'.join(rel.parts)}"
+        n = 1
+        while dest.exists():
+            n += 1
+            dest = dest.with_name(f"{stamp}-{os.getpid()}-{n}-{'__'.join(rel.parts)}")
+        try:
+            os.rename(path, dest)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise self._os_error(dest, e) from None
+        try:
+            os.rename(sum_path(path), dest.with_name(dest.name + ".sha256"))
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise self._os_error(dest, e) from None
+        why = f" ({reason})" if reason else ""
+        warnings.warn(StoreWarning(f"results file {path} is damaged{why}; moved it to {dest}; "
+                                   f"recomputing it"), stacklevel=2)
+        return dest
 
     def write(self, table: str, key: str, df: pd.DataFrame, meta: dict | None = None) -> Path:
         """Store ``df`` as ``table``/``key``, atomically replacing any previous version.
@@ -157,7 +235,7 @@ class Store:
         arrow = _to_arrow(df, meta)
         try:
             self._mkdir(path.parent)
-            atomic_write(path, lambda f: pq.write_table(arrow, f))
+            atomic_write(path, lambda f: pq.write_table(arrow, f), checksum=True)
         except OSError as e:
             raise self._os_error(path, e) from None
         return path
@@ -186,22 +264,24 @@ class Store:
                 return read_parquet(path).to_pandas()
             except FileNotFoundError:
                 raise StoreError(f"no result {table}/{key} in {self.root}") from None
+        combined = self._arrow(table)
+        return pd.DataFrame() if combined is None else combined.to_pandas()
+
+    def _arrow(self, table: str) -> pa.Table | None:
+        """All the files of ``table``, verified, as one Arrow table (None if it has none)."""
         parts = []
         for path in self._files(table):
             try:
                 parts.append(read_parquet(path))
             except FileNotFoundError:  # deleted since listed
                 continue
-        if not parts:
-            return pd.DataFrame()
-        if len(parts) == 1:
-            return parts[0].to_pandas()
+        if len(parts) <= 1:
+            return parts[0] if parts else None
         try:
-            combined = pa.concat_tables(parts, promote_options="permissive")
+            return pa.concat_tables(parts, promote_options="permissive")
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
             raise StoreError(f"table {table}: its files have clashing column types "
                              f"({first_line(e)})") from None
-        return combined.to_pandas()
 
     def meta(self, table: str, key: str) -> dict:
         """The ``meta`` dict given to :meth:`write` (``{}`` if none)."""
@@ -216,7 +296,7 @@ class Store:
         try:
             return json.loads(raw)
         except ValueError as e:
-            raise StoreError(corrupted_message([path], f"bad metadata: {first_line(e)}")) from None
+            raise DamagedFileError(path, f"bad metadata: {first_line(e)}") from None
 
     def keys(self, table: str) -> list[str]:
         """The keys of ``table``, sorted; ``[]`` if it has none."""
@@ -237,42 +317,41 @@ class Store:
 
     # ------------------------------------------------------------------------- SQL
     def query(self, sql: str) -> pd.DataFrame:
-        """Run DuckDB SQL over the store and return the result.
+        """Run one read-only DuckDB statement over the store and return the result.
 
-        Each table is a view named :func:`view_name` (``model.params`` -> ``model_params``),
-        reading its files with ``union_by_name``; the view ``runs`` has one row per run record
-        (as :meth:`runs`).  Views are made for the names the SQL mentions, so a damaged file
-        only breaks queries on its own table.  Errors, bad SQL included, raise a one-line
-        StoreError.
+        Each table is a view named :func:`view_name` (``model.params`` -> ``model_params``), its
+        files verified and combined by column name (as :meth:`read`); the view ``runs`` has one
+        row per run record (as :meth:`runs`).  Tables the SQL does not mention are listed (by
+        ``SHOW TABLES``) but empty, so a damaged file only breaks queries on its own table.
+
+        Only reads run (:data:`READ_STATEMENTS`): COPY, ATTACH, INSTALL, CREATE, SET, ... are
+        refused before anything runs, and DuckDB itself may not touch a file (external access
+        off, configuration locked): the query sees the store's tables and nothing else.  Errors,
+        bad SQL included, raise a one-line StoreError.
         """
-        mentioned = _identifiers(sql)
-        con = duckdb.connect(":memory:")
+        con = duckdb.connect(":memory:", config={"enable_external_access": False,
+                                                 "autoinstall_known_extensions": False,
+                                                 "autoload_known_extensions": False,
+                                                 "lock_configuration": True})
         try:
+            _check_read_only(con, sql)
+            mentioned = _identifiers(sql)
             for table in self.tables():
-                if view_name(table).lower() in mentioned:
-                    self._create_view(con, table)
+                view = view_name(table)
+                if view.lower() in mentioned:
+                    data = self._arrow(table)
+                else:                       # listed, not read: no rows, its first file's columns
+                    data = _placeholder(self._files(table))
+                if data is not None:
+                    con.register(view, data)
             if _RUNS_VIEW in mentioned:
-                con.register("_rnnlab_runs", self.runs())
-                con.execute(f'CREATE VIEW "{_RUNS_VIEW}" AS SELECT * FROM _rnnlab_runs')
+                con.register(_RUNS_VIEW, self.runs())
             try:
                 return con.execute(sql).df()
             except duckdb.Error as e:
                 raise StoreError(f"query failed: {first_line(e)}") from None
         finally:
             con.close()
-
-    def _create_view(self, con: duckdb.DuckDBPyConnection, table: str) -> None:
-        files = self._files(table)
-        listing = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
-        view = view_name(table).replace('"', '""')
-        try:
-            con.execute(f'CREATE VIEW "{view}" AS SELECT * FROM '
-                        f"read_parquet([{listing}], union_by_name=true)")
-        except duckdb.Error as e:  # DuckDB reads every footer here: find the damaged ones
-            damaged = [p for p in files if not looks_complete(p) or footer_error(p)]
-            if damaged:
-                raise StoreError(corrupted_message(damaged)) from None
-            raise StoreError(f"table {table}: {first_line(e)}") from None
 
     # ------------------------------------------------------------------------ runs
     def record_run(self, run_id: str, record: dict[str, Any]) -> None:
@@ -301,17 +380,25 @@ class Store:
         """
         path = self._locks_dir / f"{_check_name('lock', name)}.lock"
         self._mkdir(path.parent)
+        clear_stale(self._locks_dir)
         with file_lock(path, timeout):
             yield
 
     # ---------------------------------------------------------------- maintenance
     def verify(self) -> list[str]:
-        """Paths of damaged files (unreadable Parquet footer, or run record not JSON), sorted.
+        """Paths of damaged files (not matching their checksum; without one, an unreadable
+        Parquet footer or a run record that is not JSON), sorted.
 
         Temporary files left by interrupted writes are not checked; see :meth:`clean_tmp`.
         """
-        damaged = [str(p) for t in self._table_dirs() for p in self._files(t)
-                   if footer_error(p) is not None]
+        damaged = []
+        for t in self._table_dirs():
+            for p in self._files(t):
+                try:
+                    if damage(p) is not None:
+                        damaged.append(str(p))
+                except FileNotFoundError:   # deleted since listed
+                    continue
         for path in record_paths(self._runs_dir):
             try:
                 read_record(path)
@@ -348,6 +435,40 @@ def _to_arrow(df: pd.DataFrame, meta: dict | None) -> pa.Table:
     metadata = dict(table.schema.metadata or {})
     metadata[META_KEY] = canonical_json({} if meta is None else meta).encode("ascii")
     return table.replace_schema_metadata(metadata)
+
+
+def _placeholder(files: list[Path]) -> pa.Table | None:
+    """An empty table with the columns of the first readable footer among ``files`` (not
+    verified: it shows no data, only names for SHOW TABLES)."""
+    for path in files:
+        try:
+            return pq.read_schema(str(path)).empty_table()
+        except (pa.ArrowException, OSError):
+            continue
+    return None
+
+
+def _check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """StoreError unless ``sql`` is one statement that only reads (:data:`READ_STATEMENTS`);
+    EXPLAIN counts as a read only when what it explains is one."""
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as e:
+        raise StoreError(f"query failed: {first_line(e)}") from None
+    if len(statements) != 1:
+        raise StoreError(f"query refused: give exactly one statement, got {len(statements)}")
+    kind = statements[0].type
+    if kind == duckdb.StatementType.EXPLAIN:
+        inner = re.match(r"\s*EXPLAIN\s+(?:\([^)]*\)\s*)?(?:ANALY[SZ]E\s+)?(.*)\Z",
+                         statements[0].query, re.IGNORECASE | re.DOTALL)
+        if inner is None:
+            raise StoreError("query refused: cannot tell what this EXPLAIN explains")
+        _check_read_only(con, inner.group(1))
+        return
+    if kind != duckdb.StatementType.SELECT:
+        name = getattr(kind, "name", str(kind))
+        raise StoreError(f"query refused: {name} statements are not allowed; a query over "
+                         f"the results store only reads ({READ_STATEMENTS})")
 
 
 def _identifiers(sql: str) -> set[str]:

@@ -2,7 +2,9 @@
 
 A record says what ran and how it went, e.g. ``{"experiment": ..., "config": {...},
 "status": "running" | "done" | "failed", "started": ..., "finished": ..., "wall_s": ...}``.
-It is rewritten whole when the status changes, so a reader sees the old or the new record.
+It is rewritten whole when the status changes, so a reader sees the old or the new record, and
+it carries a checksum (``.<run_id>.json.sha256``, see :mod:`rnnlab.store.files`): a truncated
+or altered record is a :class:`~rnnlab.errors.DamagedFileError`, never a wrong record.
 """
 from __future__ import annotations
 
@@ -13,8 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from ..errors import StoreError
-from .files import atomic_write, corrupted_message, first_line, is_tmp
+from ..errors import DamagedFileError
+from .files import atomic_write, first_line, is_tmp, read_verified
 from .hashing import canonical, canonical_json
 
 BASE_COLUMNS = ("run_id", "experiment", "status", "started", "finished", "wall_s", "config")
@@ -26,22 +28,21 @@ def write_record(path: Path, record: dict[str, Any]) -> None:
     if not isinstance(record, dict):
         raise TypeError(f"a run record is a dict, got {type(record).__name__}")
     text = json.dumps(canonical(record), indent=1, sort_keys=True, allow_nan=True) + "\n"
-    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")), checksum=True)
 
 
 def read_record(path: Path) -> dict[str, Any] | None:
-    """The record in ``path``, None if there is none; StoreError if it is damaged."""
+    """The record in ``path``, None if there is none; DamagedFileError if it is damaged."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data, _ = read_verified(path)
     except FileNotFoundError:
         return None
     try:
         record = json.loads(data.decode("utf-8"))
     except ValueError as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise StoreError(corrupted_message([path], first_line(e))) from None
+        raise DamagedFileError(path, first_line(e)) from None
     if not isinstance(record, dict):
-        raise StoreError(corrupted_message([path], "not a JSON object"))
+        raise DamagedFileError(path, "not a JSON object")
     return record
 
 
