@@ -12,3 +12,8 @@ class ConfigError(RnnlabError, ValueError):
 
 class StoreError(RnnlabError):
     """The results folder cannot be used: unwritable, corrupted or truncated files."""
+
+
+class PluginError(RnnlabError):
+    """A plugin could not be loaded: the message names the file (or module) and the error.
+    The CLI prints it on one line and exits with status 2."""

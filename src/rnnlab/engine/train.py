@@ -25,6 +25,7 @@ import numpy as np
 import optax
 import pandas as pd
 
+from .._jaxcfg import x64
 from ..progress import progress_bar
 from . import model as mdl
 from .population import Population, at_positions, batch_loss, evaluate
@@ -33,6 +34,7 @@ from .protocols import Protocol
 DATA_KEYS = ("tokens", "lengths", "targets", "target_mask", "accept")
 
 
+@x64
 def device_data(task_data, dtype) -> dict:
     """TaskData -> dict of device arrays used by the compiled functions."""
     return {"tokens": jnp.asarray(task_data.tokens, jnp.int32),
@@ -53,6 +55,7 @@ def _all_finite(tree):
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
+@x64
 @partial(jax.jit, static_argnames=("spec", "protocol", "hmax", "n_batches", "positions", "full_length"))
 def train_epoch(spec, protocol: Protocol, hmax: int, n_batches: int,
                 params, opt_state, mask, lr, active, keys, epoch, data, positions: tuple | None = None,
@@ -193,6 +196,7 @@ def sharded(fn, m: int, shards: int, per_model: tuple, inactive: int | None = No
                 v = v.at[m:].set(False)
         args.append((kind, v))
 
+    @x64                  # a thread starts with JAX's global setting: float64 again
     def one(j):
         a = [jax.tree_util.tree_map(lambda x: x[j * size:(j + 1) * size], v) if kind == "m" else v
              for kind, v in args]
@@ -201,6 +205,7 @@ def sharded(fn, m: int, shards: int, per_model: tuple, inactive: int | None = No
     return jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs)[:m], *outs)
 
 
+@x64
 def run_epoch(spec, protocol: Protocol, hmax: int, n_batches: int, params, opt_state, mask, lr, active,
               keys, epoch, data, positions: tuple | None = None, full_length: bool = False,
               shards: int | None = None):
@@ -214,6 +219,7 @@ def run_epoch(spec, protocol: Protocol, hmax: int, n_batches: int, params, opt_s
                    inactive=4)
 
 
+@x64
 def run_evaluate(spec, loss, hmax, params, mask, data, positions: tuple | None = None,
                  full_length: bool = False, shards: int | None = None):
     """:func:`population.evaluate` in `shards` concurrent shards (default :func:`n_shards`)."""
@@ -267,6 +273,7 @@ def _spread(values, real, n, m, fill=np.nan):
     return out
 
 
+@x64
 def init_opt_state(protocol: Protocol, params):
     if protocol.optimizer == "adam":
         return jax.vmap(optax.scale_by_adam().init)(params)
@@ -283,6 +290,7 @@ class TrainResult:
     wall_s: float = 0.0
 
 
+@x64
 def train(pop: Population, protocol: Protocol, data: dict, *, lr=None, snapshots: bool = False,
           progress: bool | str = True, max_epochs: int | None = None, compact: bool = True) -> TrainResult:
     """Train every model of `pop` with `protocol` on data["train"], validating on data["val"]
