@@ -259,6 +259,38 @@ def test_ray_shard_results_do_not_depend_on_order_or_workers(both_runs, ray_clus
         _assert_same(two[n - 1 - i], local[i])
 
 
+@pytest.fixture(scope="module")
+def plugin_runs(ray_cluster, worker_env, tmp_path_factory):
+    """The example plugin's cell in capacity-inits (tiny, First only) through the CLI, on the
+    Ray cluster and in 2 local worker processes: both load the plugin before any shard."""
+    example = Path(__file__).resolve().parents[1] / "examples" / "plugin_cell.py"
+    args = [sys.executable, "-m", "rnnlab", "run", EXP, "--plugin", str(example), "--cells", "rnn-tanh,scaled-tanh",
+            "--scale", "tiny", "--set", 'tasks=["first"]', "--quiet", "--device", "cpu"]
+    env = {**os.environ, "RNNLAB_PROGRESS": "0", "PYTHONPATH": os.pathsep.join(
+        p for p in (str(Path(rnnlab.__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")) if p)}
+    outs = {}
+    for name, extra in (("ray", ["--backend", "ray", "--address", ray_cluster]), ("processes", ["--processes", "2"])):
+        out = tmp_path_factory.mktemp(f"plugin-{name}")
+        r = subprocess.run(args + ["--out", str(out)] + extra, capture_output=True, text=True, timeout=300, env=env)
+        assert r.returncode == 0, r.stderr[-3000:]
+        outs[name] = out / EXP
+    return outs
+
+
+@pytest.mark.ray
+def test_plugin_cell_on_ray_equals_local_worker_processes(plugin_runs):
+    ray_dir, proc_dir = plugin_runs["ray"], plugin_runs["processes"]
+    info = [json.loads((d / "run.json").read_text()) for d in (ray_dir, proc_dir)]
+    assert [i["backend"] for i in info] == ["ray", "local"] and info[0]["run_id"] == info[1]["run_id"]
+    assert info[0]["shards_computed"] == info[1]["shards_computed"] == 2
+    acc = pd.read_parquet(ray_dir / "accuracy.parquet")
+    assert set(acc.cell) == {"rnn-tanh", "scaled-tanh"}
+    for n in sorted(p.name for p in ray_dir.glob("*.parquet")):
+        pd.testing.assert_frame_equal(pd.read_parquet(ray_dir / n), pd.read_parquet(proc_dir / n),
+                                      check_exact=True, obj=n)
+    assert (ray_dir / "claims.json").read_text() == (proc_dir / "claims.json").read_text()
+
+
 def test_ray_unreachable_address_fails_fast():
     pytest.importorskip("ray")
     (port,) = _free_ports(1)                                   # nothing listens there

@@ -6,10 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-import rnnlab  # noqa: F401  (enables float64)
+import rnnlab
 from rnnlab import cells
 from rnnlab.engine import model as mdl
 from rnnlab.engine.model import ModelSpec
+
+# this file's own JAX code computes in float64 (importing rnnlab no longer switches it on)
+pytestmark = pytest.mark.usefixtures("float64")
 
 T, E, H, B = 7, 3, 5, 4
 TOL = 1e-10

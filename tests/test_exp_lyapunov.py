@@ -4,13 +4,14 @@ import json
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+import pytest
 
-import rnnlab  # noqa: F401
 from rnnlab import experiments
 from rnnlab.analysis.lyapunov import population_spectra, spectrum
 from rnnlab.experiments import lyapunov
 
 
+@pytest.mark.usefixtures("float64")       # the test's own arrays are float64
 def test_spectrum_of_a_contracting_linear_system_is_log_of_its_eigenvalues():
     p = {"W_ih": jnp.zeros((2, 3)), "W_hh": jnp.array([[0.5, 0.0], [0.3, 0.25]]),
          "b_ih": jnp.zeros(2), "b_hh": jnp.zeros(2)}

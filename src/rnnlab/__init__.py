@@ -1,25 +1,11 @@
-"""rnnlab: populations of small recurrent networks, trained and measured together in JAX."""
-import jax as _jax
+"""rnnlab: populations of small recurrent networks, trained and measured together in JAX.
 
-# float64 must be available for the measures that need it (discrepancy, equivalence tests);
-# every array rnnlab makes names its dtype explicitly, float32 is the training default.
-_jax.config.update("jax_enable_x64", True)
-
-
-def _compilation_cache() -> None:
-    """Keep compiled XLA programs on disk (RNNLAB_JAX_CACHE, default ~/.cache/rnnlab/jax; "0"
-    turns it off): a population's epoch function compiles once per shape per machine, not once
-    per process."""
-    import os
-    path = os.environ.get("RNNLAB_JAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "rnnlab", "jax"))
-    if path != "0":
-        _jax.config.update("jax_compilation_cache_dir", path)
-        _jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-
-
-_compilation_cache()
-
-from .errors import ConfigError, RnnlabError, StoreError  # noqa: E402
+Importing rnnlab changes no global setting of JAX, NumPy, matplotlib, logging or warnings:
+float64 is switched on only inside rnnlab's own calls (:func:`float64`, a thread-local
+context), and only the ``rnnlab`` command sets JAX's persistent compilation cache.
+"""
+from ._jaxcfg import float64
+from .errors import ConfigError, PluginError, RnnlabError, StoreError
 
 __version__ = "0.1.0"
 
@@ -30,4 +16,18 @@ def discrepancy(*args, **kwargs):
     return _d(*args, **kwargs)
 
 
-__all__ = ["ConfigError", "RnnlabError", "StoreError", "discrepancy", "__version__"]
+def open(path="results"):  # noqa: A001 - rnnlab.open("results"), like the built-in for files
+    """The results of a results folder as pandas DataFrames; see :class:`rnnlab.results.Results`."""
+    from .results import Results
+    return Results(path)
+
+
+def load_plugin(spec: str):
+    """Import a plugin (a ``.py`` file or a module name) that registers cells, tasks or
+    experiments; see :mod:`rnnlab.plugins`."""
+    from . import plugins
+    return plugins.load(spec)
+
+
+__all__ = ["ConfigError", "PluginError", "RnnlabError", "StoreError", "discrepancy", "float64",
+           "load_plugin", "open", "__version__"]

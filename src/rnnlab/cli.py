@@ -7,6 +7,12 @@
     rnnlab query "SELECT ..." | --tables                                     SQL over the store
     rnnlab list                                                              the experiments
     rnnlab bench [--quick]                                                   benchmarks
+    rnnlab check-cell [PLUGIN:]CELL                                          conformance of a cell
+    rnnlab compare-cell CELL [--plugin FILE]                                 rank it on the papers' claims
+
+Every command takes ``--plugin PATH_OR_MODULE`` (repeatable): a module that registers cells,
+tasks or experiments (also RNNLAB_PLUGINS and the ``rnnlab.plugins`` entry points; see
+docs/extending.md). A plugin that fails to import ends the command with status 2 and one line.
 
 Every deliberate error (a bad setting, an unusable results folder, bad SQL) ends the command
 with a non-zero status and ONE line on stderr that names the bad field, e.g.
@@ -25,7 +31,7 @@ import traceback
 import warnings
 from pathlib import Path
 
-from .errors import ConfigError, RnnlabError, RnnlabWarning, StoreError
+from .errors import ConfigError, PluginError, RnnlabError, RnnlabWarning, StoreError
 
 SCALE_CHOICES = ("quick", "paper", "tiny")
 GOOD_ACC = 0.95   # "good" model in the train summary: best validation accuracy >= this
@@ -82,6 +88,16 @@ def _add_device(p):
                    help="where JAX computes (default auto: a CUDA GPU if JAX sees one)")
 
 
+def _add_plugin(p, dest="plugins"):
+    p.add_argument("--plugin", action="append", default=[], dest=dest, metavar="PATH_OR_MODULE",
+                   help="a .py file or module that registers cells, tasks or experiments; repeatable")
+
+
+def _add_processes(p):
+    p.add_argument("--processes", type=_int_arg(1), default=None, metavar="N",
+                   help="with --backend local: run shards in N worker processes (RNNLAB_PROCESSES)")
+
+
 def _add_out(p, default="results"):
     p.add_argument("--out", default=default, metavar="DIR",
                    help=f"results folder (default {default}); the store is DIR/store")
@@ -92,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rnnlab", description="Populations of small RNNs: reproduce Mehta and "
                      "Sterin et al. on why gated RNNs train where vanilla ones fail.")
     parser.add_argument("--version", action="version", version=f"rnnlab {__version__}")
+    _add_plugin(parser, dest="plugins_top")
     sub = parser.add_subparsers(dest="command", metavar="command", required=True)
 
     p = sub.add_parser("train", help="train one population of models and summarise it",
@@ -134,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="recompute the run's outputs")
     p.add_argument("--backend", choices=("local", "ray"), default="local", help="where shards run")
     p.add_argument("--address", default=None, help="Ray cluster address (with --backend ray)")
+    _add_processes(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_device(p)
     p.set_defaults(func=cmd_run)
@@ -144,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_out(p)
     p.add_argument("--backend", choices=("local", "ray"), default="local")
     p.add_argument("--address", default=None, help="Ray cluster address (with --backend ray)")
+    _add_processes(p)
     _add_device(p)
     p.set_defaults(func=cmd_reproduce)
 
@@ -165,6 +184,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="small sizes")
     _add_device(p)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("check-cell", help="run the conformance suite on a cell (e.g. your plugin's)",
+                       description="Checks a registered cell against the cell contract: parameter "
+                       "shapes, seeded init, finite-difference gradients (float64), padding-mask "
+                       "invariance, population equals solo. Prints every check; exit 1 if any fails.")
+    p.add_argument("target", metavar="[PLUGIN:]CELL",
+                   help="a cell name, or PLUGIN:CELL to load the plugin (file or module) first")
+    p.set_defaults(func=cmd_check_cell)
+
+    p = sub.add_parser("compare-cell", help="rank a cell against rnn-tanh, gru and lstm on the papers' claims",
+                       description="Runs every experiment of both papers that takes --cells with the "
+                       "baselines and CELL, into OUT/compare-CELL/, ranks the cells on every claim "
+                       "that compares a cell with the first baseline, and writes the ranking into "
+                       "OUT/report.html.")
+    p.add_argument("cell", metavar="CELL", help="the cell to rank (e.g. from --plugin)")
+    p.add_argument("--against", default="rnn-tanh,gru,lstm",
+                   help="comma list of baselines; the first is the vanilla reference (default rnn-tanh,gru,lstm)")
+    p.add_argument("--experiments", default=None,
+                   help="comma list of experiments (default: every applicable one of both papers)")
+    p.add_argument("--scale", choices=SCALE_CHOICES, default="quick")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key of every experiment that has it; repeatable")
+    _add_out(p)
+    p.add_argument("--backend", choices=("local", "ray"), default="local")
+    p.add_argument("--address", default=None, help="Ray cluster address (with --backend ray)")
+    _add_processes(p)
+    _add_device(p)
+    p.set_defaults(func=cmd_compare_cell)
+    for p in sub.choices.values():
+        _add_plugin(p)
     return parser
 
 
@@ -369,6 +418,16 @@ def run_config(args) -> tuple[dict, str]:
 def _check_backend(args) -> None:
     if args.address and args.backend != "ray":
         raise ConfigError("address: only used with --backend ray")
+    if getattr(args, "processes", None) and args.backend != "local":
+        raise ConfigError("processes: only used with --backend local (Ray runs every shard in a worker)")
+
+
+def _backend(args):
+    """The backend object of --backend/--address/--processes (the caller closes it)."""
+    from . import backends
+    if args.backend == "local":
+        return backends.get("local", processes=getattr(args, "processes", None))
+    return backends.get(args.backend, args.address)
 
 
 def _print_claims(claims) -> None:
@@ -393,9 +452,12 @@ def cmd_run(args) -> int:
     cfg = experiments.resolve_config(mod, scale, config)   # unknown keys / bad values: one line
     print(f"{mod.NAME} ({mod.PAPER}, {mod.SOURCE}) at scale {scale} on {platform}")
     print("config: " + json.dumps(cfg, default=str))
-    res = experiments.run(mod.NAME, config, scale=scale, out=args.out, store=store, backend=args.backend,
-                          address=args.address, progress=not args.quiet and _progress_enabled(),
-                          force=args.force)
+    be = _backend(args)
+    try:
+        res = experiments.run(mod.NAME, config, scale=scale, out=args.out, store=store, backend=be,
+                              progress=not args.quiet and _progress_enabled(), force=args.force)
+    finally:
+        be.close()
     _print_claims(res.claims)
     files = sorted(p.name for p in res.out_dir.iterdir() if p.is_file() and not p.name.startswith("."))
     print(f"outputs: {res.out_dir}/ ({len([f for f in files if f.endswith('.png')])} figure(s), "
@@ -417,13 +479,13 @@ def cmd_reproduce(args) -> int:
     platform = _select_device(args.device)
     from tqdm.auto import tqdm
 
-    from . import backends, experiments
+    from . import experiments
     from .report import build_report
     names = experiments.names(None if args.paper == "all" else args.paper)
     if not names:
         raise ConfigError(f"paper: no experiment is registered for {args.paper!r}")
     out = Path(args.out)
-    be = backends.get(args.backend, args.address)
+    be = _backend(args)
     t0, started = time.perf_counter(), time.time()
     status: dict[str, dict] = {}
     results = []
@@ -551,6 +613,57 @@ def cmd_bench(args) -> int:
     return rc if isinstance(rc, int) else 0
 
 
+# ---------------------------------------------------------------- check-cell, compare-cell
+
+
+def cmd_check_cell(args) -> int:
+    from . import cells, plugins
+    from .cells import conformance
+    plugin, name = plugins.parse_target(args.target)
+    if plugin is not None:
+        plugins.load(plugin)
+    cell = cells.get(name)
+    print(f"check-cell {cell.name}" + (f" ({cell.reference})" if cell.reference else "")
+          + (f", from {plugins.owner('cell', cell.name)}" if plugins.owner("cell", cell.name) else ""))
+    results = conformance.check(cell)
+    print(conformance.report(results))
+    return 0 if all(r.ok for r in results) else 1
+
+
+def cmd_compare_cell(args) -> int:
+    from . import compare
+    _check_backend(args)
+    store = _open_store(args.out)
+    platform = _select_device(args.device)
+    against = [c.strip() for c in args.against.split(",") if c.strip()]
+    names = None if args.experiments is None else [n.strip() for n in args.experiments.split(",") if n.strip()]
+    overrides = {}
+    for item in args.set:
+        k, sep, v = item.partition("=")
+        if not sep or not k.strip():
+            raise ConfigError(f"set: expected KEY=VALUE, got {item!r}")
+        overrides[k.strip()] = _parse_value(v)
+    print(f"compare-cell {args.cell} against {', '.join(against)} at scale {args.scale} on {platform}")
+    be = _backend(args)
+    try:
+        res = compare.compare_cell(args.cell, against=against, experiments=names, scale=args.scale,
+                                   out=args.out, store=store, backend=be, overrides=overrides,
+                                   progress=_progress_enabled())
+    finally:
+        be.close()
+    for name, why in res.skipped.items():
+        print(f"skipped {name}: {why}")
+    if res.ranking.empty:
+        print("(no claim compares the cells)")
+    else:
+        _print_frame(res.summary, index=False)
+    from .report import build_report
+    build_report(res.out_dir)                 # the experiments of the comparison, in detail
+    html_path, md_path = build_report(args.out)
+    print(f"ranking: {res.path}; report: {html_path}  {md_path}")
+    return 0
+
+
 # ------------------------------------------------------------------------------- main
 
 
@@ -560,6 +673,23 @@ def _show_warning(message, category, filename, lineno, file=None, line=None, _de
         print(f"rnnlab: warning: {' '.join(str(message).split())}", file=sys.stderr)
     else:
         _default(message, category, filename, lineno, file, line)
+
+
+def _setup_process() -> None:
+    """What the rnnlab command, as an application, sets for its own process: the persistent
+    compilation cache (a cold quick reproduction spends about a minute compiling) and a
+    non-interactive matplotlib backend. Importing rnnlab as a library sets neither."""
+    from ._jaxcfg import use_compilation_cache
+    use_compilation_cache()
+    os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def load_plugins(specs) -> None:
+    """The automatic plugins (RNNLAB_PLUGINS, entry points), then `specs` (--plugin)."""
+    from . import plugins
+    plugins.autoload()
+    for spec in specs:
+        plugins.load(spec)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -572,12 +702,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_command(args) -> int:
+    from ._jaxcfg import float64
     try:
-        return int(args.func(args) or 0)
+        _setup_process()
+        load_plugins(list(getattr(args, "plugins_top", []) or []) + list(getattr(args, "plugins", []) or []))
+        with float64():
+            return int(args.func(args) or 0)
     except RnnlabError as e:
         msg = " ".join(str(e).split()) or type(e).__name__
         print(f"rnnlab: error: {msg}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(e, PluginError) else 1
     except KeyboardInterrupt:
         print("rnnlab: interrupted (finished shards are stored; rerun to resume)", file=sys.stderr)
         return 130

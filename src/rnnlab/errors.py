@@ -34,3 +34,8 @@ class RnnlabWarning(UserWarning):
 class StoreWarning(RnnlabWarning, RuntimeWarning):
     """Something in the results store was not as expected and was dealt with, e.g. a damaged
     file moved to quarantine to be recomputed."""
+
+
+class PluginError(RnnlabError):
+    """A plugin could not be loaded: the message names the file (or module) and the error.
+    The CLI prints it on one line and exits with status 2."""

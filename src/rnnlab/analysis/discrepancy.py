@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import cells
+from .._jaxcfg import x64
 from ..cells import init as inits
 from ..errors import ConfigError
 
@@ -162,6 +163,7 @@ def _model_from_base(cell, base: dict, init: str, k: int) -> dict:
     return p
 
 
+@x64
 def sample_parameters(cell: str, hidden_sizes, draws: int = 2000, init: str = "normal",
                       bias: bool = False, seed: int = 0) -> list[dict]:
     """The exact parameters :func:`discrepancy` uses: a list over draws of {k: {tensor: array}}
@@ -403,7 +405,8 @@ def _execute(fn, base: dict, scales: dict, timing: dict | None = None, fresh: bo
         out = np.asarray(jax.block_until_ready(exe(pieces[0], scales)))
     else:       # XLA runs one CPU computation on one core: one computation per core, in threads
         with ThreadPoolExecutor(parts) as pool:
-            outs = list(pool.map(lambda b: np.asarray(jax.block_until_ready(exe(b, scales))), pieces))
+            # (x64: a thread starts with JAX's global setting)
+            outs = list(pool.map(x64(lambda b: np.asarray(jax.block_until_ready(exe(b, scales)))), pieces))
         out = np.concatenate(outs)
     t2 = time.perf_counter()
     if timing is not None:
@@ -411,6 +414,7 @@ def _execute(fn, base: dict, scales: dict, timing: dict | None = None, fresh: bo
     return out
 
 
+@x64
 def discrepancy_draws(cell: str, lengths, hidden_sizes, draws: int = 2000, init: str = "normal",
                       bias: bool = False, seed: int = 0, *, chunk: int = CHUNK,
                       kernel: str = "auto", timing: dict | None = None) -> np.ndarray:
@@ -428,6 +432,7 @@ def discrepancy_draws(cell: str, lengths, hidden_sizes, draws: int = 2000, init:
     return out[:, np.asarray(lengths) - 1][:, :, [col[k] for k in hidden_sizes]]
 
 
+@x64
 def discrepancy(cell: str, lengths, hidden_sizes, draws: int = 2000, init: str = "normal",
                 bias: bool = False, seed: int = 0) -> np.ndarray:
     """D(l, k) of Sterin et al. §V: float64 [len(lengths), len(hidden_sizes)], the mean over
@@ -440,6 +445,7 @@ def discrepancy(cell: str, lengths, hidden_sizes, draws: int = 2000, init: str =
     return discrepancy_draws(cell, lengths, hidden_sizes, draws, init, bias, seed).mean(axis=0)
 
 
+@x64
 def timings(cell: str, lengths, hidden_sizes, draws: int = 2000, init: str = "normal",
             bias: bool = False, seed: int = 0, *, chunk: int = CHUNK) -> dict:
     """Seconds spent drawing the parameters (draw_s), compiling (compile_s, always a fresh

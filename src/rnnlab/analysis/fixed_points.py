@@ -35,6 +35,7 @@ import optax
 import pandas as pd
 
 from .. import cells as cell_registry
+from .._jaxcfg import x64
 
 KINDS = ("fixed", "slow")
 STABILITY = ("stable", "marginal", "unstable")
@@ -111,6 +112,7 @@ def _solve(step, params, x, starts, lr, steps: int, newton_steps: int, n_iterate
     return jax.vmap(one_problem)(params, x, starts)
 
 
+@x64
 def residuals(cell, params_cell, x_const, points) -> np.ndarray:
     """|F(h, x) - h| at each point, evaluated afresh (no jit, separate from the optimiser):
     params with a leading axis K, x_const [K, in], points [K, state]."""
@@ -143,6 +145,7 @@ def classify_stability(max_abs_eig, margin: float = 1e-3):
     return np.where(m < 1.0 - margin, "stable", np.where(m > 1.0 + margin, "unstable", "marginal"))
 
 
+@x64
 def find_fixed_points_batch(cell, params_cell, x_const, starts, *, steps: int = 300, lr: float = 1e-2,
                             newton_steps: int = 10, tol: float = 1e-12, slow_tol: float = 1e-6,
                             eps: float = 1e-2, margin: float = 1e-3, region=None,
@@ -217,6 +220,7 @@ def find_fixed_points_batch(cell, params_cell, x_const, starts, *, steps: int = 
     })
 
 
+@x64
 def find_fixed_points(cell, params_cell, x_const, starts, **kw) -> pd.DataFrame:
     """Fixed/slow points of ONE cell (its own parameter tree, no batch axis) under the constant
     input x_const [in], from starts [S, state]. Keyword arguments as

@@ -46,6 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._jaxcfg import x64
 from ..cells import base as cell_base
 from ..cells import init as inits
 from ..engine import model as mdl
@@ -471,6 +472,7 @@ class Landscape:
     sizes (exact); ``chunk`` is the number of models per compiled call (any value; the draws do
     not depend on it)."""
 
+    @x64
     def __init__(self, spec: ModelSpec, input_dim: int, hidden: int, data, seed: int, chunk: int = 128,
                  emax: int | None = None, hmax: int | None = None):
         mdl.check_size("input", input_dim)
@@ -495,10 +497,12 @@ class Landscape:
         """The drawn parameters (own sizes, float64), leaves [n, ...]."""
         return draw_range(self.spec, self.seed, self.input_dim, self.hidden, start, n)
 
+    @x64
     def chunk_correct(self, start: int) -> np.ndarray:
         """Number of correctly classified sequences for draws start .. start+chunk-1."""
         return np.asarray(self._dispatch(start)).astype(np.int64)
 
+    @x64
     def _dispatch(self, start: int):
         """Draw a chunk and start its evaluation (asynchronous: returns a device array)."""
         tree = pad_draws(self.spec, self.draws(start, self.chunk), self.input_dim, self.hidden,
@@ -518,6 +522,7 @@ class Landscape:
         """Accuracies of draws start .. start+n-1."""
         return self.correct(start, n, progress, desc) / self.n
 
+    @x64
     def correct(self, start: int, n: int, progress: bool = False, desc: str = "",
                 streams: int | None = None) -> np.ndarray:
         """Correct counts (out of len(data)) of draws start .. start+n-1. Chunks go round-robin
@@ -531,6 +536,7 @@ class Landscape:
         k = max(1, min(n_streams() if streams is None else int(streams), len(offsets)))
         lock = threading.Lock()
 
+        @x64              # a thread starts with JAX's global setting: float64 again
         def stream(offs):
             pending = None             # (offset, device result) of the chunk XLA is computing
 
@@ -573,6 +579,7 @@ def n_streams() -> int:
     return max(1, min(_cpus(), 4))
 
 
+@x64
 def reference_accuracies(spec: ModelSpec, input_dim: int, hidden: int, data, seed: int, start: int,
                          n: int) -> np.ndarray:
     """The slow way, for checking the kernel: the same draws stacked into a Population and
@@ -587,6 +594,7 @@ def reference_accuracies(spec: ModelSpec, input_dim: int, hidden: int, data, see
     return np.asarray(acc, np.float64)
 
 
+@x64
 def models_per_second(spec: ModelSpec, input_dim: int, hidden: int, data, n: int = 4096,
                       chunk: int = 128, emax: int | None = None, hmax: int | None = None) -> dict:
     """Throughput of the kernel after compilation: wall-clock and per CPU-second (all threads)."""

@@ -14,8 +14,10 @@ import jax
 import jax.numpy as jnp
 
 from .. import cells as cell_registry
+from .._jaxcfg import x64
 
 
+@x64
 def spectrum(cell_name: str, p_cell: dict, xs: jnp.ndarray, burn_in: int = 50) -> jnp.ndarray:
     """Exponents (descending) of one model driven by inputs xs [T, in] (already embedded)."""
     cell = cell_registry.get(cell_name)
@@ -39,6 +41,7 @@ def spectrum(cell_name: str, p_cell: dict, xs: jnp.ndarray, burn_in: int = 50) -
     return jnp.sort(acc / (xs.shape[0] - burn_in))[::-1]
 
 
+@x64
 @partial(jax.jit, static_argnames=("cell_name", "burn_in"))
 def population_spectra(cell_name: str, p_cells: dict, xs: jnp.ndarray, burn_in: int = 50) -> jnp.ndarray:
     """Spectra [M, n_seq, state] for stacked cell parameters [M, ...] and inputs [M, n_seq, T, in]."""

@@ -13,7 +13,9 @@ so workers need no access to the results folder. A shard's randomness depends on
 so the tables do not depend on the backend, on the number of workers or on the order of
 completion.
 
-Workers import ``rnnlab``: its source folder is put on their ``PYTHONPATH`` (enough for a
+Workers load the driver's plugins before they run a shard (:mod:`rnnlab.backends.worker`): a
+plugin file must be at the same path on every machine (a shared file system), a plugin module
+importable there. Workers import ``rnnlab``: its source folder is put on their ``PYTHONPATH`` (enough for a
 checkout or an editable install shared by the machines; on a cluster whose machines lack the
 code, install rnnlab there or pass ``runtime_env={"py_modules": [rnnlab]}``). Workers compute on
 the CPU (``JAX_PLATFORMS=cpu``) unless ``num_gpus`` > 0, with the driver's ``JAX_*`` and
@@ -31,9 +33,11 @@ from pathlib import Path
 from ..errors import ConfigError, RnnlabError
 
 
-def _call(fn, shard):
-    """What a worker runs: the shard function on its shard (module-level, so it pickles)."""
-    return fn(shard)
+def _call(fnref, shard, setup):
+    """What a worker runs: load the driver's plugins, then the shard function (a reference,
+    looked up after the plugins are loaded) on its shard, with float64 on."""
+    from .worker import run_shard
+    return run_shard(fnref, shard, setup)
 
 
 def _source_dir() -> str:
@@ -103,6 +107,9 @@ class RayBackend:
         nothing here: every task already runs in a worker process of its own). A task's error is
         raised here (Ray re-raises it as an instance of the original exception type); closing the
         generator early cancels the tasks still pending."""
+        from . import worker
+        worker.check_shippable(shards)
+        setup, fnref = worker.setup(), worker.ref(fn)
         ray = self._ray
         # Ray's default retries cover a lost worker or node: a shard is deterministic, so a
         # retried shard gives the same tables (an exception raised by fn is never retried)
@@ -113,7 +120,7 @@ class RayBackend:
             while queue or index:
                 while queue and (self.max_in_flight is None or len(index) < self.max_in_flight):
                     i, shard = queue.pop()
-                    index[remote.remote(fn, shard)] = i
+                    index[remote.remote(fnref, shard, setup)] = i
                 done, _ = ray.wait(list(index), num_returns=1)
                 for ref in done:
                     i = index.pop(ref)

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import cells
+from .._jaxcfg import x64
 from ..cells import init as inits
 from ..errors import ConfigError
 
@@ -102,6 +103,7 @@ def param_axes(spec: ModelSpec) -> dict:
     return tree
 
 
+@x64
 def init_params(spec: ModelSpec, key, input_dim: int, hidden: int) -> dict:
     """One model at its own sizes. Depends only on (key, sizes, spec)."""
     cell, dt = spec.cell_def, spec.jdtype

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._jaxcfg import x64
 from ..errors import ConfigError
 from . import model as mdl
 from .model import ModelSpec
@@ -39,6 +40,7 @@ class Population:
     def hmax(self) -> int:
         return int(self.hiddens.max())
 
+    @x64
     def model_params(self, i: int, params: dict | None = None) -> dict:
         """Model i's parameters at its own sizes (numpy)."""
         p = jax.tree_util.tree_map(lambda a: a[i], self.params if params is None else params)
@@ -59,6 +61,7 @@ def _broadcast(name, v, m):
     return a
 
 
+@x64
 def make_population(spec: ModelSpec, input_dims, hiddens, seeds) -> Population:
     """Initialise a population. input_dims / hiddens: one value or one per model; seeds: one
     per model (their count is M). Each model is drawn at its own sizes (NumPy, no compilation)
@@ -90,6 +93,7 @@ def make_population(spec: ModelSpec, input_dims, hiddens, seeds) -> Population:
     return Population(spec, e, h, seeds, params, mask)
 
 
+@x64
 def population_from_params(spec: ModelSpec, trees, input_dims, hiddens, seeds) -> Population:
     """A population holding given parameters: ``trees[i]`` is model i's parameter tree at its
     own sizes (the layout of ``engine.model.init_params``), padded like :func:`make_population`.
@@ -199,6 +203,7 @@ def at_positions(data: dict, positions: tuple | None) -> dict:
     return out
 
 
+@x64
 @partial(jax.jit, static_argnames=("spec", "loss", "hmax", "chunk", "positions", "full_length"))
 def evaluate(spec, loss, hmax, params, mask, data, chunk: int = 0, positions: tuple | None = None,
              full_length: bool = False):
@@ -218,6 +223,7 @@ def evaluate(spec, loss, hmax, params, mask, data, chunk: int = 0, positions: tu
     return jax.vmap(one)(params, mask)
 
 
+@x64
 def final_states(spec: ModelSpec, p, tokens, lengths, hmax):
     """States [N, T, state] of one model over a batch of sequences (for analyses)."""
     def one(tok, ln):

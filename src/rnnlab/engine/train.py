@@ -27,6 +27,7 @@ import numpy as np
 import optax
 import pandas as pd
 
+from .._jaxcfg import x64
 from ..progress import progress_bar
 from ..errors import ConfigError
 from . import lanes
@@ -37,6 +38,7 @@ from .protocols import Protocol
 DATA_KEYS = ("tokens", "lengths", "targets", "target_mask", "accept")
 
 
+@x64
 def device_data(task_data, dtype) -> dict:
     """TaskData -> dict of device arrays used by the compiled functions."""
     return {"tokens": jnp.asarray(task_data.tokens, jnp.int32),
@@ -57,6 +59,7 @@ def _all_finite(tree):
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
+@x64
 @partial(jax.jit, static_argnames=("spec", "protocol", "hmax", "n_batches", "positions", "full_length"))
 def train_epoch(spec, protocol: Protocol, hmax: int, n_batches: int,
                 params, opt_state, mask, lr, active, keys, epoch, data, positions: tuple | None = None,
@@ -197,6 +200,7 @@ def sharded(fn, m: int, shards: int, per_model: tuple, inactive: int | None = No
                 v = v.at[m:].set(False)
         args.append((kind, v))
 
+    @x64                  # a thread starts with JAX's global setting: float64 again
     def one(j):
         a = [jax.tree_util.tree_map(lambda x: x[j * size:(j + 1) * size], v) if kind == "m" else v
              for kind, v in args]
@@ -224,6 +228,7 @@ def engine_kind(spec, hmax: int) -> str:
     return "lanes" if ok else "vmap"
 
 
+@x64
 def run_epoch(spec, protocol: Protocol, hmax: int, n_batches: int, params, opt_state, mask, lr, active,
               keys, epoch, data, positions: tuple | None = None, full_length: bool = False,
               shards: int | None = None):
@@ -246,6 +251,7 @@ def run_epoch(spec, protocol: Protocol, hmax: int, n_batches: int, params, opt_s
                    inactive=4)
 
 
+@x64
 def run_evaluate(spec, loss, hmax, params, mask, data, positions: tuple | None = None,
                  full_length: bool = False, shards: int | None = None):
     """:func:`population.evaluate` in `shards` concurrent shards (default :func:`n_shards`)."""
@@ -299,6 +305,7 @@ def _spread(values, real, n, m, fill=np.nan):
     return out
 
 
+@x64
 def init_opt_state(protocol: Protocol, params):
     if protocol.optimizer == "adam":
         return jax.vmap(optax.scale_by_adam().init)(params)
@@ -315,6 +322,7 @@ class TrainResult:
     wall_s: float = 0.0
 
 
+@x64
 def train(pop: Population, protocol: Protocol, data: dict, *, lr=None, snapshots: bool = False,
           progress: bool | str = True, max_epochs: int | None = None, compact: bool = True) -> TrainResult:
     """Train every model of `pop` with `protocol` on data["train"], validating on data["val"]

@@ -1,4 +1,5 @@
-"""Experiment registry: every module of this package with a NAME is an experiment.
+"""Experiment registry: every module of this package with a NAME is an experiment, and so is
+every module given to :func:`register` (a plugin's; contract in ``base`` and docs/extending.md).
 
 ``rnnlab.experiments.get("trainability-grid").run(config)`` or
 ``rnnlab.experiments.run("trainability-grid", config, scale="quick")``.
@@ -28,13 +29,49 @@ def _discover() -> dict:
 
 
 _REGISTRY: dict | None = None
+#: experiments registered by plugins (name -> module), after the built-in ones
+_EXTRA: dict = {}
+#: what a module needs to be an experiment
+CONTRACT = ("NAME", "PAPER", "SOURCE", "QUESTION", "default_config", "execute", "claims", "figures")
 
 
-def registry() -> dict:
+def register(mod):
+    """Add an experiment module (or any object with the contract's attributes: NAME, PAPER,
+    SOURCE, QUESTION, default_config(scale), execute(ctx), claims(tables, config),
+    figures(tables, config); optional CHOICES, VERSION, ORDER, validate(config)). Returns it."""
+    missing = [a for a in CONTRACT if not hasattr(mod, a)]
+    if missing:
+        raise ConfigError(f"experiment: {getattr(mod, '__name__', mod)!r} lacks {', '.join(missing)} "
+                          "(see docs/extending.md, the experiment contract)")
+    for a in CONTRACT[4:]:
+        if not callable(getattr(mod, a)):
+            raise ConfigError(f"experiment {mod.NAME}: {a} must be callable")
+    name = mod.NAME
+    if not isinstance(name, str) or not name or set(name) & set(",:= \t\n/\\"):
+        raise ConfigError(f"experiment: invalid experiment name {name!r}")
+    if name in _discover_cached():
+        raise ConfigError(f"experiment: {name!r} is a built-in experiment; give yours another name")
+    _EXTRA[name] = mod
+    return mod
+
+
+def _discover_cached() -> dict:
     global _REGISTRY
     if _REGISTRY is None:
         _REGISTRY = _discover()
     return _REGISTRY
+
+
+def extra() -> dict:
+    """The experiments registered by plugins."""
+    return dict(_EXTRA)
+
+
+def registry() -> dict:
+    """Every experiment: the built-in ones in the papers' order, then the registered ones."""
+    from .. import plugins
+    plugins.autoload()
+    return {**_discover_cached(), **_EXTRA}
 
 
 def names(paper: str | None = None) -> list[str]:
@@ -52,4 +89,4 @@ def run(name: str, config: dict | None = None, **kw) -> ExperimentResult:
     return _run(name, config, **kw)
 
 
-__all__ = ["ExperimentResult", "get", "names", "registry", "resolve_config", "run"]
+__all__ = ["ExperimentResult", "extra", "get", "names", "register", "registry", "resolve_config", "run"]

@@ -33,7 +33,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import backends
+from .. import backends, plugins
+from .._jaxcfg import x64
 from ..analysis.claims import Claim
 from ..errors import ConfigError, DamagedFileError, RnnlabError, StoreWarning
 from ..plots import style
@@ -70,8 +71,12 @@ class Context:
         self.stored: list[list[str]] = []    # [table, key] of every shard file used, for the record
 
     def shard_key(self, fn, shard: dict) -> str:
-        return config_hash({"experiment": self.name, "version": self.version,
-                            "fn": f"{fn.__module__}.{fn.__qualname__}", "shard": shard})
+        key = {"experiment": self.name, "version": self.version,
+               "fn": f"{fn.__module__}.{fn.__qualname__}", "shard": shard}
+        fp = plugins.fingerprint(shard)      # a user cell's/task's code: editing it recomputes
+        if fp:                               # (absent for built-ins: their keys are unchanged)
+            key["plugins"] = fp
+        return config_hash(key)
 
     def map(self, fn, shards: list[dict], desc: str | None = None, pinned: bool = False) -> list[dict[str, pd.DataFrame]]:
         """fn(shard) -> {table: DataFrame} for every shard; shards already in the store are read
@@ -157,9 +162,10 @@ def check_cells(value, field: str = "cells") -> list[str]:
     names = [c.strip() for c in value.split(",") if c.strip()] if isinstance(value, str) else value
     if not isinstance(names, (list, tuple)) or not names:
         raise ConfigError(f"{field}: expected a non-empty list of cell names, got {value!r}")
+    known = cells.known()
     for c in names:
-        if not isinstance(c, str) or c not in cells.CELLS:
-            raise ConfigError(f"{field}: unknown cell {c!r}; known: {', '.join(sorted(cells.CELLS))}")
+        if not isinstance(c, str) or c not in known:
+            raise ConfigError(f"{field}: unknown cell {c!r}; known: {', '.join(sorted(known))}")
     if len(set(names)) != len(names):
         raise ConfigError(f"{field}: duplicate cell in {list(names)!r}")
     return list(names)
@@ -194,6 +200,7 @@ def _coerce(key, value, default):
     raise ConfigError(f"{key}: expected {type(default).__name__}, got {value!r}")
 
 
+@x64
 def run(name: str, config: dict | None = None, *, scale: str = "quick", out: str | os.PathLike = "results",
         store: Store | None = None, backend: str | object = "local", address: str | None = None,
         progress: bool = True, force: bool = False) -> ExperimentResult:
@@ -208,8 +215,11 @@ def run(name: str, config: dict | None = None, *, scale: str = "quick", out: str
     version = getattr(mod, "VERSION", 1)
     # the module's code is part of the run id: editing claims or figures re-renders them from the
     # stored shards (whose keys hold VERSION, not the code), so no stale claims are ever served
-    run_id = config_hash({"experiment": mod.NAME, "version": version, "config": cfg,
-                          "code": _code_hash(mod)})
+    ident = {"experiment": mod.NAME, "version": version, "config": cfg, "code": _code_hash(mod)}
+    fp = plugins.fingerprint(cfg)            # user cells/tasks of the config: their code too
+    if fp:
+        ident["plugins"] = fp
+    run_id = config_hash(ident)
 
     with store.lock(f"run-{run_id}"):
         done = _stored_run(store, run_id)

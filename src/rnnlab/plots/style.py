@@ -1,14 +1,14 @@
 """Figures that look like the papers': annotated heatmaps, histograms with box plots, curves
-with bands. Every figure is saved as PNG and SVG."""
+with bands. Every figure is saved as PNG and SVG.
+
+No matplotlib backend is chosen here (a library must not switch its user's): the ``rnnlab``
+command sets MPLBACKEND=Agg for itself; without a display matplotlib falls back to Agg anyway."""
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 CELL_COLORS = {"rnn-tanh": "#d62728", "rnn-sigmoid": "#d62728", "gru": "#1f77b4", "gru-s": "#1f77b4",
                "lstm": "#2ca02c", "ugrnn": "#9467bd", "mingru": "#8c564b"}

@@ -4,7 +4,8 @@
 (config, paper, source, question, choices), ``claims.json`` (written last: marks a finished run),
 ``run.json`` (wall time, shards), ``*.png`` / ``*.svg`` figures and ``*.parquet`` tables.
 ``OUT/reproduce.json`` (optional, written by ``rnnlab reproduce``) adds the total wall time and
-the experiments that failed.
+the experiments that failed; ``OUT/compare-CELL/ranking.json`` (``rnnlab compare-cell``) adds a
+section ranking that cell against the baselines on every claim (:mod:`rnnlab.compare`).
 
 :func:`build_report` writes two files into OUT:
 
@@ -258,7 +259,79 @@ def _img(path: Path) -> str:
             f"<figcaption>{esc(cap)}</figcaption></figure>")
 
 
-def render_html(entries: list[Entry], header: dict) -> str:
+def _rank_cell(r: dict) -> str:
+    rank = r.get("rank")
+    return (("" if rank is None else f"#{int(rank)} ") + f"{r.get('verdict', '')} ({fmt_num(r.get('value'))})")
+
+
+def _ranking_grid(doc: dict):
+    """(cells, rows): rows are (experiment, family, {cell: ranking row}) for the claims that
+    name a cell, in the order of the ranking."""
+    cells = list(doc.get("against", [])) + [doc.get("cell")]
+    grid: dict = {}
+    for r in doc.get("ranking", []):
+        if r.get("cell"):
+            grid.setdefault((r.get("experiment"), r.get("family")), {})[r["cell"]] = r
+    return cells, [(e, f, v) for (e, f), v in grid.items()]
+
+
+def _html_rankings(rankings: list[dict]) -> list[str]:
+    b = []
+    for doc in rankings:
+        cell = str(doc.get("cell"))
+        cells, rows = _ranking_grid(doc)
+        b.append(f'<h2 id="ranking-{esc(_anchor(cell))}">Ranking: {esc(cell)} against '
+                 f'{esc(", ".join(map(str, doc.get("against", []))))}</h2>')
+        b.append(f'<p class="meta">rnnlab compare-cell, scale {esc(str(doc.get("scale", "?")))}: '
+                 f'{len(doc.get("experiments", []))} experiment(s) of both papers run with these cells; '
+                 "within every claim family (the same claim about different cells) cells rank by verdict "
+                 "(holds, inconclusive, fails), then by the claim's statistic in the claimed direction."
+                 + (f' Every experiment of it in detail: <a href="{esc(doc["_folder"])}/report.html">'
+                    f'{esc(doc["_folder"])}/report.html</a>.' if doc.get("_folder") else "") + "</p>")
+        b.append('<table class="ranking-summary"><thead><tr><th>cell</th><th>claims</th><th>holds</th>'
+                 "<th>inconclusive</th><th>fails</th><th>contested</th><th>wins</th><th>mean rank</th>"
+                 "</tr></thead><tbody>")
+        for r in doc.get("summary", []):
+            b.append(f'<tr data-cell="{esc(str(r.get("cell")))}"><td><code>{esc(str(r.get("cell")))}</code></td>'
+                     + "".join(f'<td class="num">{esc(fmt_num(r.get(k)))}</td>'
+                               for k in ("claims", "holds", "inconclusive", "fails", "contested", "wins",
+                                         "mean_rank")) + "</tr>")
+        b.append("</tbody></table>")
+        b.append('<table class="ranking"><thead><tr><th>experiment</th><th>claim</th>'
+                 + "".join(f"<th><code>{esc(str(c))}</code></th>" for c in cells) + "</tr></thead><tbody>")
+        for exp, fam, by in rows:
+            b.append(f'<tr><td>{esc(str(exp))}</td><td class="id"><code>{esc(str(fam))}</code></td>'
+                     + "".join(f'<td class="num">{esc(_rank_cell(by[c])) if c in by else "—"}</td>' for c in cells)
+                     + "</tr>")
+        b.append("</tbody></table>")
+        if doc.get("skipped"):
+            b.append("<p>Not applicable: " + "; ".join(f"<code>{esc(k)}</code> ({esc(str(v))})"
+                                                      for k, v in doc["skipped"].items()) + "</p>")
+    return b
+
+
+def _md_rankings(rankings: list[dict]) -> list[str]:
+    L = []
+    for doc in rankings:
+        cells, rows = _ranking_grid(doc)
+        L += [f"## Ranking: {doc.get('cell')} against {', '.join(map(str, doc.get('against', [])))}", "",
+              f"rnnlab compare-cell, scale {doc.get('scale', '?')}; within every claim family cells rank by "
+              "verdict, then by the claim's statistic in the claimed direction.", "",
+              "| cell | claims | holds | inconclusive | fails | contested | wins | mean rank |",
+              "|---|---|---|---|---|---|---|---|"]
+        for r in doc.get("summary", []):
+            L.append(f"| `{_md(r.get('cell'))}` | " + " | ".join(fmt_num(r.get(k)) for k in (
+                "claims", "holds", "inconclusive", "fails", "contested", "wins", "mean_rank")) + " |")
+        L += ["", "| experiment | claim | " + " | ".join(f"`{_md(c)}`" for c in cells) + " |",
+              "|---|---|" + "---|" * len(cells)]
+        for exp, fam, by in rows:
+            L.append(f"| {_md(exp)} | `{_md(fam)}` | "
+                     + " | ".join(_md(_rank_cell(by[c])) if c in by else "—" for c in cells) + " |")
+        L.append("")
+    return L
+
+
+def render_html(entries: list[Entry], header: dict, rankings: list[dict] = ()) -> str:
     counts = verdict_counts(entries)
     n_claims = sum(counts.values())
     not_run = [e.name for e in entries if e.status != "done"]
@@ -306,6 +379,7 @@ def render_html(entries: list[Entry], header: dict) -> str:
                      f'<td class="num">{esc(fmt_interval(c.get("interval")))}</td>'
                      f"<td>{_badge(v)}</td><td>{esc(e.scale)}</td></tr>")
     b.append("</tbody></table>")
+    b += _html_rankings(list(rankings))
 
     b.append('<nav class="toc"><ol>' + "".join(
         f'<li><a href="#{_anchor(e.name)}">{esc(e.name)}</a> ({esc(_paper_label(e.paper))})'
@@ -414,7 +488,7 @@ def _md(text) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def render_markdown(entries: list[Entry], header: dict) -> str:
+def render_markdown(entries: list[Entry], header: dict, rankings: list[dict] = ()) -> str:
     counts = verdict_counts(entries)
     L = ["# rnnlab — reproduction report", ""]
     meta = [f"Scale: **{_scales(entries)}**", f"generated {header.get('generated', '')}",
@@ -439,6 +513,7 @@ def render_markdown(entries: list[Entry], header: dict) -> str:
             L.append(f"| {e.name} | {_md(_paper_label(e.paper))} | `{_md(c.get('id', ''))}` | {_md(c.get('text', ''))} | "
                      f"{fmt_num(c.get('value'))} | {fmt_interval(c.get('interval'))} | {mark} | {e.scale} |")
     L.append("")
+    L += _md_rankings(list(rankings))
     for e in entries:
         author, title = templates.PAPERS.get(e.paper, (e.paper, ""))
         L += [f"## {e.name}", "",
@@ -510,10 +585,12 @@ def build_report(out_dir: str | os.PathLike = "results", registry: Mapping | Non
             "wall_s": repro.get("wall_s"), "device": repro.get("device"), "backend": repro.get("backend")}
     head.update(header or {})
     entries = collect(out, registry)
+    from ..compare import read_rankings
+    rankings = read_rankings(out)
     html_path, md_path = out / "report.html", out / "report.md"
     try:
-        _atomic_text(html_path, render_html(entries, head))
-        _atomic_text(md_path, render_markdown(entries, head))
+        _atomic_text(html_path, render_html(entries, head, rankings))
+        _atomic_text(md_path, render_markdown(entries, head, rankings))
     except OSError as e:
         raise RnnlabError(f"out: cannot write the report into {out}: {e.strerror or e}") from None
     return html_path, md_path

@@ -22,15 +22,58 @@ import numpy as np
 
 from ..errors import ConfigError
 from . import count, discrepancy_inputs, embedded_reber, first, reber, xor
-from .base import TaskData, TaskSpec, check_length, check_positive_int, check_seed
+from .base import TaskData, TaskSpec, _is_int, check_length, check_positive_int, check_seed
 from .reber import ALPHABET
 from .sentiment import NEG, POS, STOP
 
 TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (
     count.SPEC, first.SPEC, xor.SPEC, reber.SPEC, embedded_reber.SPEC, discrepancy_inputs.SPEC)}
+#: the tasks of the papers (a user task cannot replace them or reuse their task_id)
+BUILTIN = frozenset(TASKS)
+KINDS = ("classify", "next-symbol", "probe")
 
 #: stable stream ids of the splits; 0 is left out because SeedSequence([a, b, 0]) == ([a, b]).
 SPLIT_IDS = {"train": 1, "val": 2, "test": 3}
+
+
+def register(spec: TaskSpec) -> TaskSpec:
+    """Add a task (see docs/extending.md, the task contract). ``spec.task_id`` enters every seed
+    stream of the task: choose a stable integer >= 1000 (below is reserved for rnnlab) and never
+    change it. A user task of the same name is replaced; built-in names and ids are refused."""
+    if not isinstance(spec, TaskSpec):
+        raise ConfigError(f"task: register() takes a rnnlab.tasks.TaskSpec, got {type(spec).__name__}")
+    name = spec.name
+    if not isinstance(name, str) or not name or set(name) & set(",:= \t\n/\\"):
+        raise ConfigError(f"task: invalid task name {name!r} (non-empty, no spaces, commas, colons, '=' or slashes)")
+    if name in BUILTIN:
+        raise ConfigError(f"task: {name!r} is a built-in task; give yours another name")
+    if not _is_int(spec.task_id) or spec.task_id < 1000:
+        raise ConfigError(f"task {name}: task_id must be an integer >= 1000 (below is rnnlab's), "
+                          f"got {spec.task_id!r}")
+    for other in TASKS.values():
+        if other.task_id == spec.task_id and other.name != name:
+            raise ConfigError(f"task {name}: task_id {spec.task_id} is already the id of task "
+                              f"{other.name!r}; every task needs its own seed stream")
+    if spec.kind not in KINDS:
+        raise ConfigError(f"task {name}: kind must be one of {', '.join(KINDS)}, got {spec.kind!r}")
+    for field in ("vocab", "n_outputs"):
+        v = getattr(spec, field)
+        if not _is_int(v) or v < 1:
+            raise ConfigError(f"task {name}: {field} must be a positive integer, got {v!r}")
+    if not callable(spec.build):
+        raise ConfigError(f"task {name}: build must be callable build(n, rng, length) -> TaskData")
+    if not isinstance(spec.default_sizes, dict) or any(k not in SPLIT_IDS for k in spec.default_sizes):
+        raise ConfigError(f"task {name}: default_sizes must map split names ({', '.join(SPLIT_IDS)}) "
+                          f"to sizes, got {spec.default_sizes!r}")
+    TASKS[name] = spec
+    return spec
+
+
+def known() -> dict[str, TaskSpec]:
+    """Every registered task, after loading the automatic plugins (RNNLAB_PLUGINS, entry points)."""
+    from .. import plugins
+    plugins.autoload()
+    return TASKS
 
 
 def get(name) -> TaskSpec:
@@ -38,7 +81,12 @@ def get(name) -> TaskSpec:
     try:
         return TASKS[name]
     except (KeyError, TypeError):
-        raise ConfigError(f"task: unknown task {name!r}; known: {', '.join(TASKS)}") from None
+        pass
+    tasks = known()
+    try:
+        return tasks[name]
+    except (KeyError, TypeError):
+        raise ConfigError(f"task: unknown task {name!r}; known: {', '.join(tasks)}") from None
 
 
 def _generate(spec: TaskSpec, n: int, entropy: list[int], length, meta: dict) -> TaskData:
@@ -81,5 +129,5 @@ def splits(name: str, seed: int, sizes: dict[str, int] | None = None,
     return out
 
 
-__all__ = ["TASKS", "SPLIT_IDS", "TaskData", "TaskSpec", "get", "make", "splits",
+__all__ = ["TASKS", "BUILTIN", "SPLIT_IDS", "TaskData", "TaskSpec", "get", "known", "make", "register", "splits",
            "STOP", "POS", "NEG", "ALPHABET"]

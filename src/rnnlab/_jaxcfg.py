@@ -1,0 +1,72 @@
+"""JAX settings rnnlab needs, without changing its user's global settings.
+
+* **float64.** Several measures need float64 (discrepancy, fixed points, Lyapunov spectra, the
+  float64 equivalence tests) and model seeds are int64. rnnlab never switches JAX's global
+  ``jax_enable_x64``: its entry points (public engine/analysis functions, ``experiments.run``,
+  the CLI, the shard functions the backends run) run inside :func:`float64`, a thread-local
+  context, and every thread rnnlab starts enters it again (a thread does not inherit it).
+  Outside rnnlab's calls JAX behaves as the user set it. Jitted functions are cached per x64
+  state, so they compile once for rnnlab's calls.
+* **Compilation cache.** :func:`use_compilation_cache` keeps compiled XLA programs on disk
+  (``RNNLAB_JAX_CACHE``, default ``~/.cache/rnnlab/jax``; ``0`` turns it off). Only rnnlab's own
+  processes call it: the ``rnnlab`` command, its worker processes, the test suite.
+"""
+from __future__ import annotations
+
+import functools
+import os
+
+import jax
+
+try:                                      # JAX >= 0.7: a thread-local config state
+    from jax import enable_x64 as _enable_x64
+except ImportError:                       # older JAX
+    from jax.experimental import enable_x64 as _enable_x64
+
+
+def float64():
+    """Context manager: JAX computes with float64/int64 available in this thread (what every
+    rnnlab computation runs under). Use it around your own JAX code that needs float64, e.g.
+    calling a cell's ``step`` on float64 arrays::
+
+        with rnnlab.float64():
+            h = cell.step(p, cell.init_state(4, jnp.float64), x)
+    """
+    return _enable_x64(True)
+
+
+def x64(fn):
+    """Decorator: run ``fn`` inside :func:`float64` (a fresh context per call, so it nests and
+    is safe in threads). Not for generator functions (the context would end at the first
+    ``yield``)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with _enable_x64(True):
+            return fn(*args, **kwargs)
+    return wrapper
+
+
+def x64_enabled() -> bool:
+    """Whether float64 is on in this thread (globally or by a context)."""
+    return bool(jax.config.jax_enable_x64)
+
+
+def cache_dir() -> str | None:
+    """The compilation cache folder rnnlab's processes use (None: off)."""
+    path = os.environ.get("RNNLAB_JAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "rnnlab", "jax"))
+    return None if path == "0" else path
+
+
+def use_compilation_cache(path: str | None = None) -> str | None:
+    """Keep compiled XLA programs in `path` (default :func:`cache_dir`): a population's epoch
+    function then compiles once per shape per machine, not once per process. For rnnlab's own
+    processes only (it sets JAX's process-wide cache). A cache the process already has (e.g.
+    ``JAX_COMPILATION_CACHE_DIR``) is kept. Returns the folder in use."""
+    current = jax.config.jax_compilation_cache_dir
+    if current:
+        return current
+    path = cache_dir() if path is None else path
+    if path:
+        jax.config.update("jax_compilation_cache_dir", path)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    return path or None
