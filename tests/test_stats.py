@@ -85,6 +85,18 @@ def test_bca_log_ratio_of_means_covers():
     assert _coverage(draw, est, truth, 300) >= MIN_COVER
 
 
+def test_delta_log_ratio_covers():
+    """The delta-method log ratio of paired means (discrepancy's retained fractions), skewed data."""
+    n = 400
+    truth = np.log10(2.0 / 1.0)
+
+    def draw(r):
+        u = r.exponential(1.0, n)
+        return 2.0 * u * r.lognormal(0, 0.5, n) / np.exp(0.125), u
+    est = lambda x, y: S.log_ratio_of_means(x, y, method="delta", base=10)  # noqa: E731
+    assert _coverage(draw, est, truth, 2000) >= MIN_COVER
+
+
 def test_order_statistic_quantile_covers():
     n = 30
     est = lambda x: S.quantile(x, 0.5)  # noqa: E731

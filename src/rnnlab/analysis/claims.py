@@ -68,8 +68,8 @@ class Declaration:
     claim must resolve (> 0). effect: True for an effect claim (it fails when min_effect is
     excluded), False for a bound (it fails on the other side of the threshold). design and
     planning: how ``required_n`` is computed (planning values: ``p_base`` for a difference of
-    proportions, ``sd`` (per-unit) for a normal statistic, ``m`` simultaneous distances for a
-    DKW band). units: what n counts. paper, figure: the paper's sentence the claim tests and the
+    proportions, ``sd`` (per-unit) for a normal statistic, ``m`` simultaneous parameters (a max or
+    min over m intervals, Bonferroni) - planning values are stated in the module's CHOICES). units: what n counts. paper, figure: the paper's sentence the claim tests and the
     figure that shows the evidence."""
     id: str
     text: str
@@ -127,14 +127,17 @@ class Declaration:
         side (bounds) (it must fail)."""
         level = 1 - self.alpha if level is None else level
         p = {**self.planning, **planning}
+        if "m" in p and self.design != "dkw":     # m simultaneous parameters share the error budget
+            level = stats.bonferroni(level, int(p["m"]))
         t, d, s = self.threshold, self.min_effect, self.sign
         if self.design == "exact":
             return 1
         if self.design == "existence":
             return stats.n_existence(d, level, self.power)
         if self.design == "proportion":
-            truth_fail = t if self.effect else t - s * d
-            return max(stats.n_proportion(t, t + s * d, level, self.power),
+            clip = lambda x: min(max(x, 0.0), 1.0)  # noqa: E731
+            truth_fail = clip(t if self.effect else t - s * d)
+            return max(stats.n_proportion(t, clip(t + s * d), level, self.power),
                        stats.n_proportion(self.fails_at, truth_fail, level, self.power))
         if self.design == "difference":
             return stats.n_two_proportions(float(p.get("p_base", 0.5 - d / 2)), d, level, self.power)
@@ -165,13 +168,15 @@ class Declaration:
         if verdict == "inconclusive":
             d["reason"] = self.reason(est)
             n = stats.n_to_decide(est, self.threshold, self.fails_at, self.direction, self.power)
+            if self.design == "existence":       # k = 0: only n itself decides (exact, not ~1/sqrt(n))
+                n = max(d["required_n"], est.n + 1)
             d["n_to_decide"] = n if n is not None else max(d["required_n"], est.n + 1)
             if per is not None:
                 d["suggested_config"] = {scale[0]: int(math.ceil(d["n_to_decide"] * per))}
         if self.paper:
             d["paper"] = self.paper
         if self.figure:
-            d["figure"] = self.figure
+            d["figure"] = self.figure.format(**f)
         return Claim(self.id.format(**f), self.text.format(**f), self.statistic.format(**f),
                      est.value if est.defined else None, est.interval if est.defined else None, verdict, d)
 
@@ -186,3 +191,21 @@ class Declaration:
         what = "the minimal effect" if self.effect else "the threshold"
         return (f"interval [{lo:.4g}, {hi:.4g}] at {100 * est.level:.4g}% straddles the decision: {cmp_hold} "
                 f"(cannot hold) and {cmp_fail} = {what} (cannot fail)")
+
+
+def threshold_claim(id: str, text: str, statistic: str, value: float, interval, threshold: float,
+                    direction: str = ">", details: dict | None = None) -> Claim:
+    """A bound claim from a value and an interval computed elsewhere (for plugins and simple
+    checks): the same verdict rule as every declared claim (:meth:`Declaration.verdict`, a bound
+    with min_effect unused). Without an interval the point value is the interval (an exact
+    statistic, no sampling); a missing or NaN value is inconclusive."""
+    decl = Declaration(id, text, statistic, float(threshold), direction, 1.0, "exact", effect=False)
+    details = dict(details or {}, threshold=threshold, direction=direction)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return Claim(id, text, statistic, value, interval, "inconclusive",
+                     {**details, "reason": "no value: the statistic is undefined on this run"})
+    iv = (float(value), float(value)) if interval is None else (float(interval[0]), float(interval[1]))
+    verdict = decl.verdict(iv)
+    if verdict == "inconclusive":
+        details["reason"] = decl.reason(stats.Estimate(float(value), iv, 0, "given"))
+    return Claim(id, text, statistic, float(value), None if interval is None else iv, verdict, details)

@@ -200,18 +200,29 @@ def bca(samples: tuple, statistic, level: float = LEVEL, paired: bool = False, n
                     float(res.standard_error) * math.sqrt(n))
 
 
-def log_ratio_of_means(x, y, level: float = LEVEL, seed: int = 0) -> Estimate:
-    """log(mean(x) / mean(y)) for paired positive data (one (x, y) per unit), BCa."""
+def log_ratio_of_means(x, y, level: float = LEVEL, method: str = "bca", base: float = math.e,
+                       seed: int = 0) -> Estimate:
+    """log(mean(x) / mean(y)) for paired positive data (one (x, y) per unit): BCa bootstrap, or
+    "delta": the delta-method normal interval (closed form; for large samples and for the extreme
+    per-parameter levels of simultaneous intervals, where a bootstrap's tails are too thin)."""
     x, y = np.asarray(x, float), np.asarray(y, float)
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]
-
-    def stat(a, b, axis=-1):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.log(np.mean(a, axis=axis)) - np.log(np.mean(b, axis=axis))
-    if len(x) and (x.mean() <= 0 or y.mean() <= 0):
-        return undefined("log ratio of means (BCa)", len(x), level, why="a mean is not positive")
-    return bca((x, y), stat, level, paired=True, seed=seed, what="log ratio of means")
+    what = f"log{'' if base == math.e else f'{base:g}'} ratio of means"
+    if len(x) < 2 or x.mean() <= 0 or y.mean() <= 0:
+        return undefined(f"{what} ({method})", len(x), level, why="fewer than 2 units or a mean that is not positive")
+    lb = math.log(base)
+    if method == "bca":
+        def stat(a, b, axis=-1):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return (np.log(np.mean(a, axis=axis)) - np.log(np.mean(b, axis=axis))) / lb
+        return bca((x, y), stat, level, paired=True, seed=seed, what=what)
+    n, mx, my = len(x), x.mean(), y.mean()
+    c = np.cov(x, y, ddof=1)
+    sd = math.sqrt(max(c[0, 0] / mx ** 2 + c[1, 1] / my ** 2 - 2 * c[0, 1] / (mx * my), 0.0)) / lb
+    v = (math.log(mx) - math.log(my)) / lb
+    h = _z(level) * sd / math.sqrt(n)
+    return Estimate(v, (v - h, v + h), n, f"{what} (delta method)", level, sd)
 
 
 def quantile(x, p: float, level: float = LEVEL) -> Estimate:
@@ -400,3 +411,29 @@ def round_sizes(first: int, max_rounds: int, growth: float = 2.0) -> list[int]:
         out.append(new)
         total += new
     return out
+
+
+def mean_from_counts(values, counts, level: float = LEVEL) -> Estimate:
+    """Mean of a sample given as a histogram (values with counts), with Student's t interval."""
+    v, c = np.asarray(values, float), np.asarray(counts, float)
+    n = float(c.sum())
+    if n < 2:
+        return undefined("mean of a histogram (t interval)", int(n), level)
+    m = float((v * c).sum() / n)
+    sd = math.sqrt(float(((v - m) ** 2 * c).sum()) / (n - 1))
+    h = float(st.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
+    return Estimate(m, (m - h, m + h), int(n), "mean of a histogram (t interval)", level, sd)
+
+
+def combine(terms: list[tuple[float, Estimate]], level: float, what: str) -> Estimate:
+    """A linear combination sum(w * theta) of parameters whose intervals were computed at
+    ``bonferroni(level, len(terms))``: the interval adds the bounds (valid whenever all cover)."""
+    if any(not e.defined for _, e in terms):
+        return undefined(what, 0, level, why="; ".join(e.parts.get("undefined", "") for _, e in terms
+                                                      if not e.defined))
+    val = sum(w * e.value for w, e in terms)
+    lo = sum(w * (e.interval[0] if w > 0 else e.interval[1]) for w, e in terms)
+    hi = sum(w * (e.interval[1] if w > 0 else e.interval[0]) for w, e in terms)
+    sd = math.sqrt(sum((w * (e.sd or 0.0)) ** 2 for w, e in terms))
+    return Estimate(val, (lo, hi), min(e.n for _, e in terms), f"{what} (simultaneous intervals combined)",
+                    level, sd or None)
