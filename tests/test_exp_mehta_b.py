@@ -187,7 +187,7 @@ def test_cosine_claims_fail_on_broken_table(results):
     assert v == {"smoother-gru-vs-rnn-tanh": "fails", "rises-faster-gru-vs-rnn-tanh": "fails"}
     # no qualifying GRU model: inconclusive, with the reason
     cl = update_cosine.claims({"cosine": cos.assign(qualified=cos.cell != "gru")}, cfg)
-    assert all(c.verdict == "inconclusive" and "qualifying" in c.details["note"] for c in cl)
+    assert all(c.verdict == "inconclusive" and "Welch needs 2" in c.details["reason"] for c in cl)
 
 
 def test_perturbation_claims_fail_on_broken_table(results):

@@ -188,3 +188,23 @@ def test_report_in_chromium(results):
         finally:
             browser.close()
     assert shot.stat().st_size > 10_000
+
+
+def test_undecided_and_failed_claims_explain_themselves():
+    """An inconclusive claim says why (interval against the boundaries) and what would decide it;
+    a failed one quotes the paper's sentence and names the figure with the evidence."""
+    from rnnlab.analysis import stats
+    from rnnlab.analysis.claims import Declaration
+    from rnnlab.report.build import claim_sentence
+    decl = Declaration("x-{cell}", "GRU has more good inits ({cell}).", "difference", 0.0, ">", 0.3,
+                       "difference", units="models", paper="good initializations are rarer", figure="inits_first")
+    undecided = decl.decide(stats.proportion_difference(4, 10, 2, 10), {"cell": "gru"}, scale=("inits", 10)).to_dict()
+    assert undecided["verdict"] == "inconclusive"
+    s = claim_sentence(undecided)
+    assert "Why: interval [" in s and "straddles" in s and "would decide it" in s
+    assert f"inits={undecided['details']['suggested_config']['inits']}" in s
+    assert undecided["details"]["suggested_config"]["inits"] > 10
+    failed = decl.decide(stats.proportion_difference(2, 40, 3, 40), {"cell": "gru"}).to_dict()
+    assert failed["verdict"] == "fails"
+    s = claim_sentence(failed)
+    assert "Paper: \u201cgood initializations are rarer\u201d" in s and "figure inits_first" in s

@@ -153,6 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default=None, help="Ray cluster address (with --backend ray)")
     _add_processes(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--until-decided", action="store_true",
+                   help="add inits/draws in rounds (new seeds, every finished model reused) until every claim "
+                        "is decided, the rounds (--max-rounds) or the --budget are spent")
+    p.add_argument("--budget", default="10m", metavar="TIME", help="wall-time budget of --until-decided (e.g. 10m)")
+    p.add_argument("--max-rounds", type=_int_arg(1), default=4, help="looks of --until-decided (alpha is split)")
     _add_device(p)
     p.set_defaults(func=cmd_run)
 
@@ -440,6 +445,23 @@ def _print_claims(claims) -> None:
     for c in claims:
         if c.verdict == "fails":
             print(f"Our run does NOT reproduce claim {c.id}: {c.text}")
+        elif c.verdict == "inconclusive" and c.details.get("reason"):
+            sug = c.details.get("suggested_config") or {"units": c.details.get("n_to_decide")}
+            print(f"{c.id} is undecided: {c.details['reason']}; the power estimate says "
+                  + ", ".join(f"{k}={v}" for k, v in sug.items()) + " would decide it (--until-decided adds them)")
+
+
+def _duration(text: str) -> float:
+    """Seconds from '90', '90s', '10m' or '1.5h'."""
+    t = str(text).strip().lower()
+    mult = {"s": 1, "m": 60, "h": 3600}.get(t[-1:], None)
+    try:
+        v = float(t[:-1]) * mult if mult else float(t)
+    except ValueError:
+        v = float("nan")
+    if not v > 0:
+        raise ConfigError(f"budget: expected a duration such as 600, 90s, 10m or 1h, got {text!r}")
+    return v
 
 
 def cmd_run(args) -> int:
@@ -453,9 +475,16 @@ def cmd_run(args) -> int:
     print(f"{mod.NAME} ({mod.PAPER}, {mod.SOURCE}) at scale {scale} on {platform}")
     print("config: " + json.dumps(cfg, default=str))
     be = _backend(args)
+    kw = dict(scale=scale, out=args.out, store=store, backend=be,
+              progress=not args.quiet and _progress_enabled(), force=args.force)
     try:
-        res = experiments.run(mod.NAME, config, scale=scale, out=args.out, store=store, backend=be,
-                              progress=not args.quiet and _progress_enabled(), force=args.force)
+        if args.until_decided:
+            from .experiments.base import run_until_decided
+            res = run_until_decided(mod.NAME, config, budget_s=_duration(args.budget), max_rounds=args.max_rounds, **kw)
+            print(f"until-decided: {res.config.get('rounds', 1)} of at most {args.max_rounds} round(s), "
+                  f"{res.config.get(mod.ROUNDS['units'])} {mod.ROUNDS['units']} in all")
+        else:
+            res = experiments.run(mod.NAME, config, **kw)
     finally:
         be.close()
     _print_claims(res.claims)

@@ -19,6 +19,12 @@ Nothing damaged is reused. The record of a finished run lists the store files it
 A damaged store file (or run record) is moved to the store's quarantine with one warning line
 and recomputed (only the shards affected; the others are reused), a damaged output file makes
 the outputs be written again from the stored shards.
+
+Sequential runs (``run_until_decided``, ``rnnlab run EXP --until-decided``): an experiment that
+declares ``ROUNDS = {"units": "inits", "offset": "init_offset"}`` can grow its sample in rounds
+fixed in advance (:func:`rnnlab.analysis.stats.round_sizes`). Round 1 is the plain run (its
+shards are reused as they are); round j trains new units whose seeds start at the offset, so no
+stored shard changes key. Every look splits the claims' error budget over ``max_rounds`` looks.
 """
 from __future__ import annotations
 
@@ -35,6 +41,7 @@ import pandas as pd
 
 from .. import backends, plugins
 from .._jaxcfg import x64
+from ..analysis import stats
 from ..analysis.claims import Claim
 from ..errors import ConfigError, DamagedFileError, RnnlabError, StoreWarning
 from ..plots import style
@@ -139,6 +146,10 @@ def resolve_config(mod, scale: str = "quick", config: dict | None = None) -> dic
     if scale not in SCALES:
         raise ConfigError(f"scale: unknown scale {scale!r}; known: quick, paper")
     cfg = dict(mod.default_config(scale))
+    cfg.setdefault("max_rounds", 1)          # looks the claims' error budget is split over
+    if getattr(mod, "ROUNDS", None):
+        cfg.setdefault("rounds", 1)          # rounds of units in this run (sequential designs)
+        cfg.setdefault(mod.ROUNDS["offset"], 0)
     for k, v in (config or {}).items():
         if k not in cfg:
             raise ConfigError(f"{k}: unknown config key for {mod.NAME}; known: {', '.join(sorted(cfg))}")
@@ -149,6 +160,11 @@ def resolve_config(mod, scale: str = "quick", config: dict | None = None) -> dic
         check_seed(cfg["seed"])
     if "cells" in cfg:
         cfg["cells"] = check_cells(cfg["cells"])
+    for k in ("max_rounds", "rounds"):
+        if k in cfg and (isinstance(cfg[k], bool) or not isinstance(cfg[k], int) or cfg[k] < 1):
+            raise ConfigError(f"{k}: must be an integer >= 1, got {cfg[k]!r}")
+    if cfg.get("rounds", 1) > cfg["max_rounds"]:
+        raise ConfigError(f"rounds: {cfg['rounds']} exceeds max_rounds ({cfg['max_rounds']})")
     if hasattr(mod, "validate"):
         mod.validate(cfg)
     return cfg
@@ -232,9 +248,9 @@ def run(name: str, config: dict | None = None, *, scale: str = "quick", out: str
                                   "started": started, "host": socket.gethostname(), "pid": os.getpid()})
         ctx = Context(mod.NAME, version, cfg, store, be, progress)
         try:
-            tables = mod.execute(ctx)
-            claims = mod.claims(tables, cfg)
-            figs = mod.figures(tables, cfg)
+            tables, total = execute_rounds(mod, ctx, cfg)
+            claims = mod.claims(tables, total)
+            figs = mod.figures(tables, total)
         except BaseException as e:
             store.record_run(run_id, {"experiment": mod.NAME, "config": cfg, "status": "failed",
                                       "started": started, "finished": time.time(),
@@ -254,6 +270,84 @@ def run(name: str, config: dict | None = None, *, scale: str = "quick", out: str
                                   "outputs": {p.name: digest(p)[0] for p in outputs}})
     return ExperimentResult(mod.NAME, run_id, out_dir, cfg, tables, claims, wall, False,
                             ctx.shards_computed, ctx.shards_reused, paths)
+
+
+#: model ids of round j are shifted by (j - 1) * MODEL_SHIFT when the rounds' tables are merged
+MODEL_SHIFT = 1_000_000
+
+
+def round_configs(mod, cfg: dict) -> list[dict]:
+    """The configs of the rounds of a run: round 1 is `cfg` itself; round j adds
+    ``round_sizes(...)[j - 1]`` units whose seeds start after every earlier round's."""
+    rounds = int(cfg.get("rounds", 1))
+    if rounds == 1:
+        return [cfg]
+    units, offset = mod.ROUNDS["units"], mod.ROUNDS["offset"]
+    sizes = stats.round_sizes(int(cfg[units]), int(cfg["max_rounds"]))[:rounds]
+    out, start = [], int(cfg[offset])
+    for m in sizes:
+        out.append({**cfg, units: m, offset: start})
+        start += m
+    return out
+
+
+def execute_rounds(mod, ctx, cfg: dict) -> tuple[dict, dict]:
+    """Tables of every round merged (``mod.merge_rounds`` or :func:`merge_rounds`), and the config
+    the claims and figures see (its unit count is the total over rounds)."""
+    cfgs = round_configs(mod, cfg)
+    if len(cfgs) == 1:
+        return mod.execute(ctx), cfg
+    parts = []
+    for c in cfgs:
+        ctx.config = c
+        parts.append(mod.execute(ctx))
+    ctx.config = cfg
+    units = mod.ROUNDS["units"]
+    total = {**cfg, units: sum(c[units] for c in cfgs)}
+    return getattr(mod, "merge_rounds", merge_rounds)(parts, total), total
+
+
+def merge_rounds(parts: list[dict], cfg: dict) -> dict:
+    """Concatenate each table over rounds, with a `round` column; model ids are made unique by
+    shifting round j's by (j - 1) * MODEL_SHIFT."""
+    out = {}
+    for name in parts[0]:
+        frames = []
+        for j, t in enumerate(parts):
+            df = t[name].copy()
+            if "model" in df:
+                df["model"] = df["model"].astype("int64") + j * MODEL_SHIFT
+            df["round"] = j + 1
+            frames.append(df)
+        out[name] = pd.concat(frames, ignore_index=True)
+    return out
+
+
+def run_until_decided(name: str, config: dict | None = None, *, budget_s: float = 600.0, max_rounds: int = 4,
+                      scale: str = "quick", **kw) -> ExperimentResult:
+    """Run `name` in rounds until every claim is decided, `max_rounds` rounds are done or the next
+    round would overrun `budget_s` (estimated from the last round's wall time and size). Every
+    round's models are kept in the store; each look uses the alpha spending of `max_rounds` looks."""
+    mod = _module(name)
+    if not getattr(mod, "ROUNDS", None):
+        raise ConfigError(f"until-decided: {mod.NAME} does not declare ROUNDS (no unit to add in rounds)")
+    t0 = time.perf_counter()
+    base_cfg = {**(config or {}), "max_rounds": int(max_rounds)}
+    sizes = stats.round_sizes(int(resolve_config(mod, scale, base_cfg)[mod.ROUNDS["units"]]), max_rounds)
+    rounds = 1
+    while True:
+        t1 = time.perf_counter()
+        res = run(name, {**base_cfg, "rounds": rounds}, scale=scale, **kw)
+        took = time.perf_counter() - t1
+        undecided = [c.id for c in res.claims if c.verdict == "inconclusive"]
+        if not undecided or rounds >= max_rounds:
+            break
+        est = took * sizes[rounds] / max(sizes[rounds - 1], 1)     # the next round, at this round's pace
+        if time.perf_counter() - t0 + est > budget_s:
+            break
+        rounds += 1
+    res.wall_s = time.perf_counter() - t0
+    return res
 
 
 def _code_hash(mod) -> str:

@@ -8,23 +8,26 @@ histogram; a sample of raw accuracies feeds the box plot. The fast kernel is
 :mod:`rnnlab.analysis.landscape`. A small population of each cell is also *trained* at one size,
 to set the random-draw distributions against what training achieves.
 
-Claims (computed from the run):
+Claims (declarations):
   * the random-draw accuracy distributions of the cells are close: the largest two-sample
     Kolmogorov-Smirnov distance between the baseline (first) cell and another cell over the
-    sizes is below ``ks_threshold`` (bootstrap by multinomial resampling of the histograms);
+    sizes is below ``ks_threshold`` (DKW bands of every empirical CDF, simultaneous over the
+    sizes: distribution free, no resampling of a maximum);
   * the random-draw gap is small against the trained gap: (mean best val acc of the trained
     cell - baseline) minus |mean random-draw accuracy of the cell - baseline| at the trained size
-    is > 0 (bootstrap over trained inits).
+    is > 0 (Welch interval over trained inits and t intervals of the random means, combined).
 """
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
 from .. import tasks as tasks_mod
-from ..analysis.claims import bootstrap, threshold_claim
+from ..analysis import stats
+from ..analysis.claims import Declaration
 from ..analysis.landscape import Landscape
 from ..cells.init import check_scheme
 from ..engine.model import check_size
@@ -40,6 +43,7 @@ QUESTION = ("Without any training, how are validation accuracies distributed ove
             "settings, and do vanilla RNN and GRU differ?")
 ORDER = 5
 VERSION = 1
+ROUNDS = {"units": "draws", "offset": "draw_offset"}
 CHOICES = {
     "draws": "10^6 parameter draws per cell and size (the paper's 'million different parameter settings'), "
              "from the init scheme `init_scheme` (torch = the PyTorch defaults the paper used)",
@@ -49,7 +53,11 @@ CHOICES = {
                  "for the box plot",
     "seeding": "draw i of (seed, cell, input, hidden) comes from a NumPy generator seeded by (seed, cell, "
                "input, hidden, i // 64): results do not depend on chunking, sharding or backend",
-    "ks_threshold": "the distributions count as close when the KS distance is < 0.1 at every size",
+    "ks_threshold": "the distributions count as close when the KS distance is < 0.1 at every size: at every "
+                    "accuracy level the fractions of random draws reaching it differ by < 10 points, a third of "
+                    "the 0.3 gap in good-init fractions that capacity-inits asks of training (the paper's point: "
+                    "similar solution counts, different trainability); min effect 0.05 for the draws needed",
+    "gap_min_effect": "the trained gap must exceed the random one; min effect 5 accuracy points",
     "trained": "the trained gap comes from `trained_inits` inits of each cell at `trained_size`, trained "
                "with the M protocol on First (same validation set); gap = difference of mean best val acc",
     "vanilla": "the first cell of `cells` is the baseline every other cell is compared to",
@@ -75,13 +83,13 @@ def default_config(scale: str) -> dict:
            "draws": 1_000_000, "block": 100_000, "chunk": 128, "n_val": 2000, "init_scheme": "torch",
            "dtype": "float32", "pad_hidden": False, "sample": 10_000, "ks_threshold": 0.1,
            "trained_size": [2, 4], "trained_inits": 20, "trained_epochs": 150, "lr": 1e-3,
-           "train_size": 8000, "test_size": 3000, "n_boot": 1000}
+           "train_size": 8000, "test_size": 3000}
     if scale == "quick":
         cfg.update(draws=2048, block=2048, sample=2048, pad_hidden=True, trained_inits=12, trained_epochs=12,
                    lr=0.01, train_size=2000, test_size=0)
     elif scale == "tiny":
         cfg.update(draws=256, block=128, chunk=64, sample=128, n_val=200, pad_hidden=True, trained_inits=8,
-                   trained_epochs=2, train_size=300, test_size=200, n_boot=200)
+                   trained_epochs=2, train_size=300, test_size=200)
     return cfg
 
 
@@ -91,7 +99,7 @@ def validate(cfg: dict) -> None:
         if not cfg[key]:
             raise ConfigError(f"{key}: at least one size is needed")
         cfg[key] = [check_size(key, v) for v in cfg[key]]
-    for key in ("draws", "block", "chunk", "n_val", "trained_inits", "trained_epochs", "train_size", "n_boot"):
+    for key in ("draws", "block", "chunk", "n_val", "trained_inits", "trained_epochs", "train_size"):
         check_size(key, cfg[key])
     if cfg["test_size"] != 0:
         check_size("test_size", cfg["test_size"])
@@ -170,11 +178,12 @@ def execute(ctx) -> dict[str, pd.DataFrame]:
     shards = []
     for cell in cfg["cells"]:
         for e, h in sizes:
-            for start in range(0, cfg["draws"], cfg["block"]):
+            off = cfg.get("draw_offset", 0)
+            for start in range(off, off + cfg["draws"], cfg["block"]):
                 shards.append({"kind": "draws", "task": cfg["task"], "seed": cfg["seed"], "n_val": cfg["n_val"],
                                "cell": cell, "init": cfg["init_scheme"], "dtype": cfg["dtype"], "input": e,
                                "hidden": h, "emax": emax, "hmax": max(cfg["hiddens"]) if cfg["pad_hidden"] else h,
-                               "start": start, "n": min(cfg["block"], cfg["draws"] - start),
+                               "start": start, "n": min(cfg["block"], off + cfg["draws"] - start),
                                "chunk": cfg["chunk"], "sample": min(cfg["sample"], cfg["draws"])})
     te, th = cfg["trained_size"]
     seeds = [_trained_seed(cfg["seed"], i) for i in range(cfg["trained_inits"])]
@@ -248,81 +257,76 @@ def _counts(hist: pd.DataFrame, cell: str, e: int, h: int, n_val: int) -> np.nda
     return out
 
 
-def _ks(ca: np.ndarray, cb: np.ndarray) -> float:
-    return float(np.max(np.abs(np.cumsum(ca) / ca.sum() - np.cumsum(cb) / cb.sum())))
+def merge_rounds(parts: list[dict], cfg: dict) -> dict:
+    """Rounds of more draws: histograms and raw samples add up, the trained populations are round 1's."""
+    hist = pd.concat([p["histogram"] for p in parts], ignore_index=True)
+    hist = hist.groupby(["cell", "input", "hidden", "correct"], as_index=False, sort=True)["count"].sum()
+    hist["accuracy"] = hist["correct"] / cfg["n_val"]
+    return {"histogram": hist, "summary": summarize(hist),
+            "sample": pd.concat([p["sample"] for p in parts], ignore_index=True),
+            "trained": parts[0]["trained"], "throughput": pd.concat([p["throughput"] for p in parts],
+                                                                    ignore_index=True)}
 
 
-def _ks_boot(pairs: list, n_boot: int, seed: int):
-    """max over pairs of KS distance, and a bootstrap interval (multinomial resampling)."""
-    value = max(_ks(a, b) for a, b in pairs)
-    rng = np.random.default_rng(seed)
-    reps = np.empty(n_boot)
-    for r in range(n_boot):
-        reps[r] = max(_ks(rng.multinomial(int(a.sum()), a / a.sum()), rng.multinomial(int(b.sum()), b / b.sum()))
-                      for a, b in pairs)
-    return value, (float(np.quantile(reps, 0.025)), float(np.quantile(reps, 0.975)))
-
-
-# ----------------------------------------------------------------------------- claims
+CLOSE = Declaration(
+    "random-distributions-close-{gated}-vs-{vanilla}",
+    "Without training, the accuracy distributions of random {vanilla} and {gated} parameter settings are close "
+    "(paper: the plots of RNN and GRU are quite similar; equal numbers of solutions).",
+    "max over sizes of the KS distance between the {vanilla} and {gated} random-draw accuracy distributions",
+    0.1, "<", 0.05, "dkw", effect=False, planning={"m": 4}, units="draws per cell and size",
+    paper="The plots of RNN and GRU are quite similar and suggests that the frequency of a point giving particular "
+          "accuracy on the loss surface is same for RNN and GRU.", figure="frequency_overlay")
+GAP_SMALL = Declaration(
+    "random-gap-small-vs-trained-{gated}-vs-{vanilla}",
+    "The difference between {gated} and {vanilla} in random-draw accuracy is small against the difference that "
+    "training makes (paper: equal numbers of solutions, but GRU trains better).",
+    "(mean trained best val acc {gated} - {vanilla}) - |mean random-draw acc {gated} - {vanilla}| at {size}",
+    0.0, ">", 0.05, "normal", planning={"sd": 0.25}, units="trained inits per cell",
+    paper="the reason for GRU performing much better than RNN is the high trainability which can just take the "
+          "model from more number of positions on the error surface to the good positions", figure="boxplot")
+DECLARATIONS = [CLOSE, GAP_SMALL]
 
 
 def claims(tables: dict, config: dict) -> list:
     hist, trained = tables["histogram"], tables["trained"]
     cells = cells_list(config["cells"])
     vanilla = cells[0]
-    n_val, nb, seed = int(config["n_val"]), int(config["n_boot"]), int(config["seed"])
-    thr = float(config["ks_threshold"])
+    n_val = int(config["n_val"])
     sizes = [(e, h) for e in config["inputs"] for h in config["hiddens"]]
     te, th = config["trained_size"]
+    acc = np.arange(n_val + 1) / n_val
+    close = replace(CLOSE, threshold=float(config["ks_threshold"]), planning={"m": len(sizes)})
     out = []
-    if len(cells) < 2:
-        return [threshold_claim("random-distributions-close", "Random-draw accuracy distributions of the cells "
-                                "are close.", "max KS distance", float("nan"), None, thr, "<",
-                                details={"note": "only one cell configured: nothing to compare"})]
     for gated in cells[1:]:
-        pairs, per_size = [], {}
+        lv = stats.bonferroni(close.level(config), len(sizes))
+        ests, per_size = [], {}
         for e, h in sizes:
             a, b = _counts(hist, vanilla, e, h, n_val), _counts(hist, gated, e, h, n_val)
-            if a.sum() == 0 or b.sum() == 0:
-                continue
-            pairs.append((a, b))
-            acc = np.arange(n_val + 1) / n_val
-            per_size[f"{e}x{h}"] = {"ks": _ks(a, b), f"mean_{vanilla}": float((acc * a).sum() / a.sum()),
-                                    f"mean_{gated}": float((acc * b).sum() / b.sum()), "draws": int(min(a.sum(), b.sum()))}
-        tv = trained[(trained.cell == vanilla)].best_val_acc.dropna().to_numpy(float)
-        tg = trained[(trained.cell == gated)].best_val_acc.dropna().to_numpy(float)
-        tgap, tgap_ci = (bootstrap(lambda g, v: np.mean(g) - np.mean(v), tg, tv, n_boot=nb, seed=seed)
-                         if len(tg) and len(tv) else (float("nan"), None))
-        if pairs:
-            value, ci = _ks_boot(pairs, nb, seed)
-        else:
-            value, ci = float("nan"), None
-        out.append(threshold_claim(
-            f"random-distributions-close-{gated}-vs-{vanilla}",
-            f"Without training, the accuracy distributions of random {vanilla} and {gated} parameter settings "
-            f"are close (paper: the plots of RNN and GRU are quite similar; equal numbers of solutions).",
-            f"max over sizes of the KS distance between the {vanilla} and {gated} random-draw accuracy "
-            f"distributions", value, ci, thr, "<",
-            details={"per_size": per_size, "trained_gap": tgap, "trained_gap_interval": tgap_ci,
-                     "trained_size": f"{te}x{th}", "trained_inits": int(min(len(tg), len(tv))),
-                     "interval": "bootstrap: multinomial resampling of each histogram"}))
-        key = f"{te}x{th}"
-        if key in per_size and len(tg) and len(tv):
-            rgap = abs(per_size[key][f"mean_{gated}"] - per_size[key][f"mean_{vanilla}"])
-            stat = lambda g, v: np.mean(g) - np.mean(v) - rgap  # noqa: E731
-            value, ci = bootstrap(stat, tg, tv, n_boot=nb, seed=seed)
-        else:
-            rgap, value, ci = float("nan"), float("nan"), None
-        out.append(threshold_claim(
-            f"random-gap-small-vs-trained-{gated}-vs-{vanilla}",
-            f"The difference between {gated} and {vanilla} in random-draw accuracy is small against the "
-            f"difference that training makes (paper: equal numbers of solutions, but GRU trains better).",
-            f"(mean trained best val acc {gated} - {vanilla}) - |mean random-draw acc {gated} - {vanilla}| "
-            f"at {key}", value, ci, 0.0, ">",
-            details={"trained_gap": tgap, "random_gap": rgap, "trained_size": key,
-                     "trained_inits": int(min(len(tg), len(tv))),
-                     "interval": "bootstrap over trained inits (the random gap's error is negligible)"}))
+            ests.append(stats.ks_counts(a, b, lv))
+            per_size[f"{e}x{h}"] = {"ks": ests[-1].value, "draws": ests[-1].n,
+                                    f"mean_{vanilla}": float((acc * a).sum() / a.sum()) if a.sum() else None,
+                                    f"mean_{gated}": float((acc * b).sum() / b.sum()) if b.sum() else None}
+        out.append(close.decide(stats.extreme(ests, "max", close.level(config), "sizes"),
+                                dict(gated=gated, vanilla=vanilla), {"per_size": per_size},
+                                scale=("draws", config["draws"])))
+        lv = stats.bonferroni(GAP_SMALL.level(config), 2)
+        tv, tg = (trained[trained.cell == c].best_val_acc.dropna().to_numpy(float) for c in (vanilla, gated))
+        t_gap = stats.mean_difference(tg, tv, lv)
+        ra, rb = _counts(hist, gated, te, th, n_val), _counts(hist, vanilla, te, th, n_val)
+        ma, mb = stats.mean_from_counts(acc, ra, bonferroni_half(lv)), stats.mean_from_counts(acc, rb, bonferroni_half(lv))
+        r_gap = stats.absolute(stats.combine([(1, ma), (-1, mb)], lv, "random gap"))
+        est = stats.combine([(1, t_gap), (-1, r_gap)], GAP_SMALL.level(config), "trained gap - |random gap|")
+        out.append(GAP_SMALL.decide(est, dict(gated=gated, vanilla=vanilla, size=f"{te}x{th}"),
+                                    {"trained_gap": t_gap.value, "trained_gap_interval": t_gap.interval,
+                                     "random_gap": r_gap.value, "random_gap_interval": r_gap.interval,
+                                     "trained_inits": int(min(len(tg), len(tv)))},
+                                    scale=("trained_inits", config["trained_inits"])))
     return out
+
+
+def bonferroni_half(level: float) -> float:
+    """Each of the two random means gets half of the random gap's error budget."""
+    return stats.bonferroni(level, 2)
 
 
 # ----------------------------------------------------------------------------- figures

@@ -7,15 +7,17 @@ trainer's accuracy is exactly the valid-prediction rate. For the best model the 
 (softmax of the linear outputs) and the hidden layer are drawn over the prefixes of a few strings,
 each prefix labelled with the automaton state it leads to (Figs 3-4).
 
-Claim: a vanilla RNN learns the plain grammar: the fraction of seeds whose valid-prediction rate
-on the held-out test strings (best-validation checkpoint) reaches ``success_acc`` has a Wilson
-interval above ``majority``.
+Claim (a declaration): a vanilla RNN learns the plain grammar, and not as a rare accident: the
+fraction of seeds whose valid-prediction rate on the held-out test strings (best-validation
+checkpoint) reaches ``success_acc`` has an exact (Clopper-Pearson) interval above
+``min_success_rate``.
 
 The shard function and the helpers below (heatmaps, per-cell sizes) are shared with
 ``embedded-reber`` and ``gradient-distribution``.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 
 import jax
@@ -23,7 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from ..analysis.claims import Claim, threshold_claim, wilson
+from ..analysis import stats
+from ..analysis.claims import Claim, Declaration
 from ..cells import init as inits
 from ..engine import model as mdl
 from ..engine.model import check_size
@@ -42,13 +45,16 @@ SOURCE = "Sterin et al., section III, Figs 3-4"
 QUESTION = "Can a small vanilla RNN learn to predict the next symbol of Reber's grammar?"
 ORDER = 1
 VERSION = 1
+ROUNDS = {"units": "inits", "offset": "init_offset"}
 CHOICES = {
     "seeds": "a population of `inits` seeds per cell is trained (the paper trained one model) and the "
-             "claim is a success rate over seeds with a Wilson 95% interval",
+             "claim is a success rate over seeds with an exact 95% interval",
     "success": "a seed succeeds when its valid-prediction rate on the held-out test strings, at the "
                "checkpoint with the best validation valid-prediction rate, is >= success_acc (0.95)",
-    "majority": "the claim holds when the Wilson lower bound of the success rate is > 0.5 and fails "
-                "when its upper bound is <= 0.5",
+    "min_success_rate": "the paper trained ONE model and it learned; the claim asks that learning is not a rare "
+                        "accident: the success rate over seeds is above 0.1 (one model trained as the paper did "
+                        "then succeeds with a real chance); it fails when the rate is shown below 0.1; min effect "
+                        "0.2 for the seeds needed",
     "bias": "no cell biases (the paper's equations have none), no readout bias (y = O h)",
     "init": "every weight N(0, 1), as in the paper",
     "data": "250 train strings (paper) + 250 validation + 250 test strings from their own streams",
@@ -67,7 +73,7 @@ def default_config(scale: str) -> dict:
     cfg = {"seed": 0, "cells": ["rnn-sigmoid"], "hidden": 5, "inits": 20, "init_scheme": "normal",
            "bias": False, "protocol": "sterin", "optimizer": None, "lr": None, "max_epochs": 1000,
            "data_sizes": {"train": 250, "val": 250, "test": 250}, "success_acc": 0.95,
-           "majority": 0.5, "strings": list(REBER_STRINGS), "dtype": "float32"}
+           "min_success_rate": 0.1, "strings": list(REBER_STRINGS), "dtype": "float32"}
     if scale == "quick":
         cfg.update(inits=8, lr=0.05, max_epochs=8)
     elif scale == "tiny":
@@ -107,8 +113,8 @@ def validate_common(cfg: dict, automaton, field_sizes=("hidden",)) -> None:
                 check_size(f"{f}.{c}", v)
         else:
             check_size(f, h)
-    for k in ("success_acc", "majority"):
-        if not 0 <= cfg[k] <= 1:
+    for k in ("success_acc", "min_success_rate"):
+        if k in cfg and not 0 <= cfg[k] <= 1:
             raise ConfigError(f"{k}: must be in [0, 1], got {cfg[k]!r}")
     strings = cfg["strings"]
     if not strings:
@@ -123,7 +129,8 @@ def validate(cfg: dict) -> None:
 
 
 def model_seeds(cfg: dict) -> list[int]:
-    return [int(cfg["seed"]) * 1000 + i for i in range(int(cfg["inits"]))]
+    off = int(cfg.get("init_offset", 0))
+    return [int(cfg["seed"]) * 1000 + i for i in range(off, off + int(cfg["inits"]))]
 
 
 def hidden_for(cfg: dict, cell: str, task: str) -> int:
@@ -253,9 +260,9 @@ def success_table(summary: pd.DataFrame, column: str, cells: list[str]) -> pd.Da
     rows = []
     for c in cells:
         s = summary[summary.cell == c][column].astype(bool)
-        p, ci = wilson(int(s.sum()), len(s))
-        rows.append({"cell": c, "n": len(s), "successes": int(s.sum()), "rate": p,
-                     "lo": np.nan if ci is None else ci[0], "hi": np.nan if ci is None else ci[1]})
+        e = stats.proportion(int(s.sum()), len(s))
+        rows.append({"cell": c, "n": len(s), "successes": int(s.sum()), "rate": e.value,
+                     "lo": e.interval[0] if e.defined else np.nan, "hi": e.interval[1] if e.defined else np.nan})
     return pd.DataFrame(rows)
 
 
@@ -266,22 +273,32 @@ def best_model(summary: pd.DataFrame, cell: str, by: tuple[str, ...] = ("best_va
     return int(s.iloc[0]["model"])
 
 
+LEARNED = Declaration(
+    "reber-learned[{cell}]",
+    "a {cell} with {hidden} units learns the plain Reber grammar, not as a rare accident: more than {rate:.0%} of "
+    "seeds reach a valid-prediction rate >= {acc:.2f}",
+    "fraction of seeds with test valid-prediction rate >= {acc:.2f}",
+    0.1, ">", 0.2, "proportion", effect=False, units="seeds",
+    paper="Here, a Vanilla RNN successfully infers some of the automaton's states (e.g., q2 and q5).",
+    figure="valid_rate")
+DECLARATIONS = [LEARNED]
+
+
 def claims(tables: dict, cfg: dict) -> list[Claim]:
     out = []
     summ = tables["summary"]
+    decl = replace(LEARNED, threshold=float(cfg["min_success_rate"]))
     for c in cfg["cells"]:
         s = summ[summ.cell == c]
         ok = (s["test_acc"] >= cfg["success_acc"]).to_numpy()
-        p, ci = wilson(int(ok.sum()), len(ok))
-        out.append(threshold_claim(
-            f"reber-learned[{c}]",
-            f"a {c} with {int(s['hidden'].iloc[0]) if len(s) else '?'} units learns the plain Reber "
-            f"grammar: most seeds reach a valid-prediction rate >= {cfg['success_acc']:.2f}",
-            f"fraction of seeds with test valid-prediction rate >= {cfg['success_acc']:.2f} "
-            "(Wilson 95%)", p, ci, cfg["majority"], ">",
-            details={"cell": c, "seeds": int(len(ok)), "successes": int(ok.sum()),
-                     "median_valid_rate": float(np.median(s["test_acc"])) if len(s) else None,
-                     "protocol": cfg["protocol"], "lr": cfg["lr"], "max_epochs": cfg["max_epochs"]}))
+        out.append(decl.decide(
+            stats.proportion(int(ok.sum()), len(ok), decl.level(cfg)),
+            dict(cell=c, hidden=int(s["hidden"].iloc[0]) if len(s) else "?", rate=decl.threshold,
+                 acc=cfg["success_acc"]),
+            {"cell": c, "seeds": int(len(ok)), "successes": int(ok.sum()),
+             "median_valid_rate": float(np.median(s["test_acc"])) if len(s) else None,
+             "protocol": cfg["protocol"], "lr": cfg["lr"], "max_epochs": cfg["max_epochs"]},
+            scale=("inits", cfg["inits"])))
     return out
 
 

@@ -199,18 +199,60 @@ def fmt_value(v) -> str:
 def threshold_text(c: dict) -> str:
     d = c.get("details") or {}
     if "threshold" in d:
-        return f"{d.get('direction', '>')} {fmt_num(d['threshold'])}"
+        t = f"{d.get('direction', '>')} {fmt_num(d['threshold'])}"
+        if "fails_at" in d and d["fails_at"] != d["threshold"]:
+            t += f" (fails {'<' if d.get('direction', '>') == '>' else '>'} {fmt_num(d['fails_at'])})"
+        return t
     return ""
+
+
+def sample_text(c: dict) -> str:
+    """n used and the n the declaration's power calculation asks for."""
+    d = c.get("details") or {}
+    if "n" not in d:
+        return ""
+    s = f"{d['n']}"
+    if d.get("required_n") is not None:
+        s += f" / {d['required_n']}"
+    return s
+
+
+def decision_note(c: dict) -> str:
+    """Why an undecided claim is undecided and what would decide it; for a failed one, the paper's
+    sentence it tests and the figure that shows the evidence."""
+    d = c.get("details") or {}
+    parts = []
+    if c.get("verdict") == "inconclusive":
+        if d.get("reason"):
+            parts.append(f"Why: {d['reason']}")
+        n = d.get("n_to_decide")
+        if n is not None:
+            sug = d.get("suggested_config")
+            cfg = (" (" + ", ".join(f"{k}={v}" for k, v in sug.items()) + ")") if sug else ""
+            parts.append(f"The power estimate says about {n} {d.get('units', 'units')}{cfg} would decide it; "
+                         "rnnlab run EXPERIMENT --until-decided adds them in rounds")
+    elif c.get("verdict") == "fails":
+        if d.get("paper"):
+            parts.append(f"Paper: \u201c{d['paper']}\u201d")
+        if d.get("figure"):
+            parts.append(f"Evidence: figure {d['figure']}")
+    return ". ".join(parts)
 
 
 def claim_sentence(c: dict) -> str:
     """The plain-words statement of a claim's numbers (no markup)."""
+    d = c.get("details") or {}
     s = f"{c.get('statistic', 'statistic')} = {fmt_num(c.get('value'))}"
     if c.get("interval"):
-        s += f" (95% interval {fmt_interval(c.get('interval'))})"
+        lv = d.get("level", 0.95)
+        s += f" ({100 * float(lv):.4g}% interval {fmt_interval(c.get('interval'))}"
+        s += f", {d['method']}, n = {d['n']} {d.get('units', '')})".rstrip() if "method" in d else ")"
     t = threshold_text(c)
     if t:
         s += f"; the claim needs {t}"
+    note = decision_note(c)
+    if note:
+        s += f". {note}"
     return s
 
 
@@ -420,7 +462,8 @@ def _html_section(e: Entry) -> str:
         s.append("<p>This experiment states no claims.</p>")
     else:
         s.append('<table class="claims"><thead><tr><th>id</th><th>claim</th><th>statistic</th>'
-                 "<th>value</th><th>interval</th><th>needs</th><th>verdict</th></tr></thead><tbody>")
+                 "<th>value</th><th>interval</th><th>needs</th><th>n / n to decide</th><th>verdict</th></tr>"
+                 "</thead><tbody>")
         for c in e.claims:
             v = c.get("verdict", "inconclusive")
             s.append(f'<tr class="claim {esc(v)}" data-verdict="{esc(v)}">'
@@ -429,7 +472,8 @@ def _html_section(e: Entry) -> str:
                      f'<td class="text">{esc(str(c.get("statistic", "")))}</td>'
                      f'<td class="num">{esc(fmt_num(c.get("value")))}</td>'
                      f'<td class="num">{esc(fmt_interval(c.get("interval")))}</td>'
-                     f'<td class="num">{esc(threshold_text(c))}</td><td>{_badge(v)}</td></tr>')
+                     f'<td class="num">{esc(threshold_text(c))}</td><td class="num">{esc(sample_text(c))}</td>'
+                     f'<td>{_badge(v)}</td></tr>')
         s.append("</tbody></table>")
         for c in e.claims:
             v = c.get("verdict")
@@ -533,11 +577,12 @@ def render_markdown(entries: list[Entry], header: dict, rankings: list[dict] = (
             L += [f"![{p.stem}]({e.name}/{p.name})", ""]
         L += ["### Claims", ""]
         if e.claims:
-            L += ["| id | claim | statistic | value | interval | needs | verdict |",
-                  "|---|---|---|---|---|---|---|"]
+            L += ["| id | claim | statistic | value | interval | needs | n / n to decide | verdict |",
+                  "|---|---|---|---|---|---|---|---|"]
             for c in e.claims:
                 L.append(f"| `{_md(c.get('id', ''))}` | {_md(c.get('text', ''))} | {_md(c.get('statistic', ''))} | "
                          f"{fmt_num(c.get('value'))} | {fmt_interval(c.get('interval'))} | {threshold_text(c)} | "
+                         f"{sample_text(c)} | "
                          f"{'**FAILS**' if c.get('verdict') == 'fails' else c.get('verdict')} |")
             L.append("")
             for c in e.claims:
