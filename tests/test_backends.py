@@ -146,7 +146,14 @@ def ray_cluster():
         pytest.skip(f"{ray_bin} not found")
     tmp = tempfile.mkdtemp(prefix="rnnlab-ray-", dir="/tmp")       # short: Ray's socket paths
     port, dash, agent, agent_grpc, renv, metrics = _free_ports(6)
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    # Hermetic against the machine's Ray state: Ray >= 2.5x turns token authentication on for
+    # `ray start` when ~/.ray/auth_token exists (any earlier local ray.init() writes one), while a
+    # client with RAY_AUTH_MODE unset connects without the token and is refused (InvalidAuthToken).
+    # The head, this process and every subprocess the tests start use the same explicit mode.
+    mp = pytest.MonkeyPatch()
+    mp.setenv("RAY_AUTH_MODE", "disabled")
+    mp.delenv("RAY_ADDRESS", raising=False)
+    env = dict(os.environ)
     env["RAY_USAGE_STATS_ENABLED"] = "0"
     cmd = [str(ray_bin), "start", "--head", "--num-cpus", "2", "--port", str(port),
            "--node-ip-address", "127.0.0.1", "--include-dashboard=false", "--disable-usage-stats",
@@ -177,6 +184,7 @@ def ray_cluster():
             if not _group_pids(pgid):
                 break
         shutil.rmtree(tmp, ignore_errors=True)
+        mp.undo()
         print(f"\n`ray start` took {RAY_START_S.get('ray start', float('nan')):.1f} s")
 
 

@@ -433,7 +433,8 @@ def test_compare_cell_ranks_the_cell_into_the_report(compared):
     doc = json.loads((compared / "compare-scaled-tanh" / "ranking.json").read_text())
     assert (doc["cell"], doc["against"], doc["experiments"]) == ("scaled-tanh", ["rnn-tanh", "gru"], ["capacity-inits"])
     fams = {(r["family"], r["cell"]) for r in doc["ranking"]}
-    for fam in ("similar-capacity-first-{cell}-vs-rnn-tanh", "more-good-inits-first-{cell}-vs-rnn-tanh"):
+    for fam in ("similar-capacity-first-2x4-{cell}-vs-rnn-tanh", "similar-capacity-first-4x4-{cell}-vs-rnn-tanh",
+                "more-good-inits-first-{cell}-vs-rnn-tanh"):
         assert {(fam, "gru"), (fam, "scaled-tanh")} <= fams
     assert [r["cell"] for r in doc["summary"]] and {r["cell"] for r in doc["summary"]} == {"rnn-tanh", "gru", "scaled-tanh"}
     page = (compared / "report.html").read_text()
@@ -447,7 +448,8 @@ def test_results_api(compared):
     ex = r.experiments()
     assert ex[["experiment", "folder"]].values.tolist() == [["capacity-inits", "compare-scaled-tanh"]]
     cl = r.claims()
-    assert len(cl) == ex.loc[0, "claims"] == 4 and set(cl.verdict) <= {"holds", "fails", "inconclusive"}
+    # per compared cell (gru, scaled-tanh): capacity at the paper's two sizes (2x4, 4x4) + good inits
+    assert len(cl) == ex.loc[0, "claims"] == 6 and set(cl.verdict) <= {"holds", "fails", "inconclusive"}
     assert list(cl.columns[:7]) == ["experiment", "folder", "claim", "verdict", "value", "lo", "hi"]
     acc = r.table("capacity-inits.accuracy", all_runs=True)
     assert set(acc.cell) == {"rnn-tanh", "gru", "scaled-tanh"}

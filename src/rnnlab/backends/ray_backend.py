@@ -99,7 +99,11 @@ class RayBackend:
         except (ConnectionError, ValueError, RuntimeError, TimeoutError) as e:
             where = address or os.environ.get("RAY_ADDRESS") or "the local machine"
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ConfigError(f"address: cannot connect to a Ray cluster at {where} ({first})") from None
+            hint = ""
+            if address and "RAY_AUTH_MODE" not in os.environ and (Path.home() / ".ray" / "auth_token").exists():
+                hint = ("; a cluster started while ~/.ray/auth_token existed uses token authentication: "
+                        "set RAY_AUTH_MODE=token to connect with that token")
+            raise ConfigError(f"address: cannot connect to a Ray cluster at {where} ({first}){hint}") from None
         self._connected_here = True
 
     def map(self, fn, shards, pinned: bool = False):
