@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -111,41 +107,15 @@ def test_unknown_backend_is_a_config_error():
 RAY_START_S: dict = {}
 
 
-def _free_ports(n):
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def _group_pids(pgid):
-    pids = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                if os.getpgid(int(d)) == pgid:
-                    pids.append(int(d))
-            except OSError:
-                continue
-    return pids
-
-
 @pytest.fixture(scope="module")
 def ray_cluster():
-    """A head node on 127.0.0.1 with 2 CPUs, started with the venv's `ray start`; yields its
-    address. Stopped by killing its own process group (and only it)."""
+    """A head node on 127.0.0.1 with 2 CPUs (rnnlab.backends.ray_head: the venv's `ray start` in
+    its own process group and temp folder); yields its address. Stopped by killing that process
+    group (and only it)."""
     pytest.importorskip("ray")
-    ray_bin = Path(sys.executable).with_name("ray")
-    if not ray_bin.exists():
-        pytest.skip(f"{ray_bin} not found")
-    tmp = tempfile.mkdtemp(prefix="rnnlab-ray-", dir="/tmp")       # short: Ray's socket paths
-    port, dash, agent, agent_grpc, renv, metrics = _free_ports(6)
+    from rnnlab.backends.ray_head import LocalHead, ray_command
+    if not Path(ray_command()[0]).exists():
+        pytest.skip(f"{ray_command()[0]} not found")
     # Hermetic against the machine's Ray state: Ray >= 2.5x turns token authentication on for
     # `ray start` when ~/.ray/auth_token exists (any earlier local ray.init() writes one), while a
     # client with RAY_AUTH_MODE unset connects without the token and is refused (InvalidAuthToken).
@@ -153,37 +123,16 @@ def ray_cluster():
     mp = pytest.MonkeyPatch()
     mp.setenv("RAY_AUTH_MODE", "disabled")
     mp.delenv("RAY_ADDRESS", raising=False)
-    env = dict(os.environ)
-    env["RAY_USAGE_STATS_ENABLED"] = "0"
-    cmd = [str(ray_bin), "start", "--head", "--num-cpus", "2", "--port", str(port),
-           "--node-ip-address", "127.0.0.1", "--include-dashboard=false", "--disable-usage-stats",
-           "--temp-dir", tmp, "--dashboard-port", str(dash),
-           "--dashboard-agent-listen-port", str(agent), "--dashboard-agent-grpc-port", str(agent_grpc),
-           "--runtime-env-agent-port", str(renv), "--metrics-export-port", str(metrics)]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True, text=True)
-    pgid = proc.pid
+    head = LocalHead(num_cpus=2, timeout=60)
     try:
-        out, _ = proc.communicate(timeout=60)
-        RAY_START_S["ray start"] = time.perf_counter() - t0
-        assert proc.returncode == 0, out[-3000:]
-        yield f"127.0.0.1:{port}"
+        head.start()
+        RAY_START_S["ray start"] = head.start_s
+        yield head.address
     finally:
         import ray
         if ray.is_initialized():
             ray.shutdown()
-        for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(pgid, sig)
-            except ProcessLookupError:
-                break
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline and _group_pids(pgid):
-                time.sleep(0.1)
-            if not _group_pids(pgid):
-                break
-        shutil.rmtree(tmp, ignore_errors=True)
+        head.stop()
         mp.undo()
         print(f"\n`ray start` took {RAY_START_S.get('ray start', float('nan')):.1f} s")
 
@@ -301,13 +250,53 @@ def test_plugin_cell_on_ray_equals_local_worker_processes(plugin_runs):
 
 def test_ray_unreachable_address_fails_fast():
     pytest.importorskip("ray")
-    (port,) = _free_ports(1)                                   # nothing listens there
+    from rnnlab.backends.ray_head import free_ports
+    (port,) = free_ports(1)                                    # nothing listens there
     t0 = time.perf_counter()
     for address, start in ((f"127.0.0.1:{port}", "address: no Ray cluster answers"),
                            ("no-port", "address: expected HOST:PORT")):
         with pytest.raises(ConfigError, match=f"^{start}"):
             backends.get("ray", address)
     assert time.perf_counter() - t0 < 15
+
+
+@pytest.mark.ray
+def test_new_local_ray_instance_never_forks_jax(tmp_path):
+    """`--backend ray` without an address starts a private head with `ray start` (not forked from
+    the driver, which has initialized JAX): no "os.fork() was called" warning, the same tables as
+    the local backend, and no Ray process left once the run ends - also with a token file in
+    HOME (which switches a plain `ray start` to token authentication)."""
+    pytest.importorskip("ray")
+    home = tmp_path / "home"
+    (home / ".ray").mkdir(parents=True)
+    (home / ".ray" / "auth_token").write_text("0" * 64 + "\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
+    env.update(HOME=str(home), RNNLAB_PROGRESS="0", PYTHONWARNINGS="default",
+               PYTHONPATH=os.pathsep.join(p for p in (str(Path(rnnlab.__file__).resolve().parent.parent),
+                                                      os.environ.get("PYTHONPATH")) if p))
+    outs = {}
+    for be in ("ray", "local"):
+        outs[be] = tmp_path / be
+        r = subprocess.run([sys.executable, "-m", "rnnlab", "run", EXP, "--scale", "tiny", "--set", 'tasks=["first"]',
+                            "--set", 'hiddens=[2]', "--backend", be, "--out", str(outs[be])],
+                           capture_output=True, text=True, timeout=300, env=env)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert "os.fork()" not in r.stderr + r.stdout
+    for n in sorted(p.name for p in (outs["ray"] / EXP).glob("*.parquet")):
+        pd.testing.assert_frame_equal(pd.read_parquet(outs["ray"] / EXP / n),
+                                      pd.read_parquet(outs["local"] / EXP / n), check_exact=True, obj=n)
+    assert not _processes_with_env(f"HOME={home}")              # the private head is gone
+
+
+def _processes_with_env(entry: str) -> list[int]:
+    found = []
+    for d in os.listdir("/proc"):
+        try:
+            if d.isdigit() and entry.encode() in Path(f"/proc/{d}/environ").read_bytes().split(b"\0"):
+                found.append(int(d))
+        except OSError:
+            continue
+    return found
 
 
 def _square(shard):

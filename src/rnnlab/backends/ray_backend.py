@@ -4,7 +4,9 @@
 
 * ``address`` given (``"host:port"`` of a head started with ``ray start --head``): that cluster;
 * otherwise Ray's own lookup: ``$RAY_ADDRESS``, else the cluster of the last ``ray start`` on
-  this machine, else a new local Ray instance (started here, and stopped by :meth:`close`).
+  this machine, else a new local Ray instance: a private head started with ``ray start`` in its
+  own process group (:mod:`rnnlab.backends.ray_head`: never forked from this process, which
+  may run JAX), stopped by :meth:`close`.
 
 ``map(fn, shards)`` submits one remote task per shard (a shard is a whole population, never one
 model), each asking for ``num_cpus`` CPUs (default 1), and yields ``(index, result)`` in the order
@@ -61,6 +63,16 @@ def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
                           f"start one with `ray start --head --port {port}`") from None
 
 
+def _last_ray_start() -> str | None:
+    """The address of the cluster of the last ``ray start`` on this machine, if Ray recorded one
+    (what ``ray.init()`` would connect to)."""
+    try:
+        from ray._private.utils import read_ray_address
+        return read_ray_address()
+    except (ImportError, AttributeError, OSError):
+        return None
+
+
 class RayBackend:
     name = "ray"
 
@@ -93,6 +105,13 @@ class RayBackend:
         renv["env_vars"] = {**env, **renv.get("env_vars", {})}
         kw = {"runtime_env": renv, "log_to_driver": False, "configure_logging": False}
         kw.update(init_kwargs or {})
+        self._head = None
+        if address is None and not os.environ.get("RAY_ADDRESS") and not _last_ray_start():
+            # a new local instance: a private head started by `ray start` (never forked from
+            # this process, which may run JAX; see ray_head), stopped by close()
+            from .ray_head import LocalHead
+            self._head = LocalHead(num_cpus=os.cpu_count()).start()
+            address = self._head.address
         _check_reachable(address or os.environ.get("RAY_ADDRESS"))
         try:
             ray.init(address=address, **kw)
@@ -103,6 +122,7 @@ class RayBackend:
             if address and "RAY_AUTH_MODE" not in os.environ and (Path.home() / ".ray" / "auth_token").exists():
                 hint = ("; a cluster started while ~/.ray/auth_token existed uses token authentication: "
                         "set RAY_AUTH_MODE=token to connect with that token")
+            self._stop_head()
             raise ConfigError(f"address: cannot connect to a Ray cluster at {where} ({first}){hint}") from None
         self._connected_here = True
 
@@ -144,6 +164,12 @@ class RayBackend:
         if self._connected_here and self._ray.is_initialized():
             self._ray.shutdown()
         self._connected_here = False
+        self._stop_head()
+
+    def _stop_head(self) -> None:
+        if getattr(self, "_head", None) is not None:
+            self._head.stop()
+            self._head = None
 
     def __enter__(self):
         return self
