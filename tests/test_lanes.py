@@ -68,7 +68,11 @@ def test_cells_that_do_not_trace_fall_back(monkeypatch):
         assert tr.engine_kind(model_spec("first", name, "torch", "float32"), 4) == "lanes"
     # a bare `@` (gru-s) does not trace with trailing batch axes: the models-first epoch runs it
     assert tr.engine_kind(model_spec("first", "gru-s", "torch", "float32"), 4) == "vmap"
+    # auto: the lane kernel only where it was measured faster (padded hidden <= LANES_MAX_HIDDEN)
+    big = tr.LANES_MAX_HIDDEN * 2
+    assert tr.engine_kind(model_spec("first", "gru", "torch", "float32"), big) == "vmap"
     monkeypatch.setenv("RNNLAB_ENGINE", "lanes")
+    assert tr.engine_kind(model_spec("first", "gru", "torch", "float32"), big) == "lanes"
     with pytest.raises(ConfigError, match="lane kernel"):
         tr.engine_kind(model_spec("first", "gru-s", "torch", "float32"), 4)
     monkeypatch.setenv("RNNLAB_ENGINE", "vmap")

@@ -133,6 +133,57 @@ def test_compacting_stopped_models_changes_nothing(first_small, monkeypatch):
             np.testing.assert_allclose(x, y, rtol=0, atol=1e-12)
 
 
+def test_compacted_small_runners_are_cut_to_their_own_padding(first_small, monkeypatch):
+    """In a population of mixed sizes whose last runners are small, the compacted epochs run in
+    the layout of the largest running model (here 2x2 instead of 4x4): every curve, status, best
+    checkpoint and final parameter is what the uncompacted, unrepadded run gives (float64)."""
+    from rnnlab.engine import train as tr
+    spec = ModelSpec(cell="gru", dtype="float64")
+    seeds = np.arange(24)
+    dims, hid = np.where(seeds % 3 == 0, 2, 4), np.where(seeds % 3 == 0, 2, 3 + seeds % 2)
+    runners = [0, 6, 9]                                          # all 2x2
+    lr = np.where(np.isin(seeds, runners), 1e-2, 1e-7)
+    prot = MEHTA.with_(patience=None)
+    monkeypatch.setattr(tr, "COMPACT_MIN_EPOCHS_LEFT", 3)
+    calls = []
+    real = tr.run_epoch
+    tr.run_epoch = lambda *a, **k: calls.append((int(np.shape(a[7])[0]), a[2])) or real(*a, **k)
+    try:
+        on = train(make_population(spec, dims, hid, seeds), prot, first_small, lr=lr, max_epochs=4, progress=False)
+    finally:
+        tr.run_epoch = real
+    off = train(make_population(spec, dims, hid, seeds), prot, first_small, lr=lr, max_epochs=4, progress=False,
+                compact=False)
+    assert calls == [(24, 4), (4, 2), (4, 2), (4, 2)], calls   # (models, padded hidden) per epoch
+    assert (on.summary.status == off.summary.status).all()
+    for col in ("val_acc", "val_loss", "loss", "train_acc", "test_acc", "lr"):
+        np.testing.assert_allclose(on.curves[col].to_numpy(float), off.curves[col].to_numpy(float), rtol=0, atol=1e-12)
+    for a, b in ((on.population.params, off.population.params), (on.best_params, off.best_params)):
+        for x, y in zip(_leaves(a), _leaves(b)):
+            np.testing.assert_allclose(x, y, rtol=0, atol=1e-12)
+
+
+def test_repad_shrinks_and_grows_exactly():
+    from rnnlab.engine import model as mdl
+    with rnnlab.float64():
+        for cell in ("gru", "lstm", "rnn-tanh"):
+            spec = ModelSpec(cell=cell, dtype="float64")
+            pop = make_population(spec, [2, 3, 2], [2, 4, 3], np.arange(3))
+            two = _gather0(pop.params, [0, 2])                      # models 2x2 and 2x3 of a 3x4 layout
+            cut = mdl.repad(spec, two, pop.emax, pop.hmax, 2, 3)
+            for i, (j, h) in enumerate(((0, 2), (2, 3))):        # each model's own tensors survive the cut
+                own = mdl.unpad_params(spec, jax.tree_util.tree_map(lambda a: a[i], cut), 2, h)
+                for x, y in zip(_leaves(own), _leaves(pop.model_params(j))):
+                    np.testing.assert_array_equal(x, y)
+            back = mdl.repad(spec, cut, 2, 3, pop.emax, pop.hmax)     # and growing pads the zeros back
+            for x, y in zip(_leaves(back), _leaves(two)):
+                np.testing.assert_array_equal(x, y)
+
+
+def _gather0(tree, idx):
+    return jax.tree_util.tree_map(lambda a: np.asarray(a)[np.asarray(idx)], tree)
+
+
 def test_compact_size_shrinks_by_powers_of_two():
     from rnnlab.engine.train import compact_size
     assert compact_size(48, 48) == 48          # all running
@@ -140,9 +191,11 @@ def test_compact_size_shrinks_by_powers_of_two():
     assert compact_size(24, 48) == 48          # 32 > 24 = 48 // 2
     assert compact_size(16, 48) == 16
     assert compact_size(9, 48) == 16
-    assert compact_size(3, 48) == 8            # never below MIN_COMPACT
-    assert compact_size(3, 8) == 8
-    assert compact_size(1, 12) == 12           # 8 > 12 // 2
+    assert compact_size(3, 48) == 4
+    assert compact_size(3, 8) == 4
+    assert compact_size(5, 12) == 12           # 8 > 12 // 2
+    assert compact_size(1, 12) == 1            # a last straggler trains alone
+    assert compact_size(1, 1) == 1
 
 
 def test_stop_acc_stops_each_model_at_its_first_epoch_at_the_target(first_small):

@@ -218,6 +218,38 @@ def unpad_params(spec: ModelSpec, p: dict, input_dim: int, hidden: int) -> dict:
     return jax.tree_util.tree_map(cut, p, axes, is_leaf=lambda x: isinstance(x, tuple))
 
 
+def _resize_axis(spec: ModelSpec, x, d: int, a: str, src: dict, dst: dict):
+    """Axis d (symbolic axis a) of x from the padded sizes `src` to `dst` (axis -> length): cut
+    the tail, or zero-pad it; a gate-stacked axis ("gh") is resized block by block."""
+    if src[a] == dst[a]:
+        return x
+    gates = spec.cell_def.gates
+    if a == "gh":
+        blocks = jnp.split(x, gates, axis=d)
+        return jnp.concatenate([_resize_axis(spec, b, d, "h", src, dst) for b in blocks], axis=d)
+    if dst[a] < src[a]:
+        return jax.lax.slice_in_dim(x, 0, dst[a], axis=d)
+    widths = [(0, 0)] * x.ndim
+    widths[d] = (0, dst[a] - src[a])
+    return jnp.pad(x, widths)
+
+
+def repad(spec: ModelSpec, tree, emax: int, hmax: int, emax2: int, hmax2: int):
+    """A population tree (parameters, masks or Adam moments; leading model axis) from the padded
+    layout (emax, hmax) to (emax2, hmax2). Shrinking is exact when every model in the tree fits
+    (its padded entries are zeros and are cut); growing pads zeros, so a shrink then a grow gives
+    the original tree back."""
+    if (emax, hmax) == (emax2, hmax2):
+        return tree
+    src, dst = _axis_sizes(spec, emax, hmax), _axis_sizes(spec, emax2, hmax2)
+
+    def one(x, ax):
+        for d, a in enumerate(ax):
+            x = _resize_axis(spec, x, d + 1, a, src, dst)
+        return x
+    return jax.tree_util.tree_map(one, tree, param_axes(spec), is_leaf=lambda x: isinstance(x, tuple))
+
+
 def embed_inputs(spec: ModelSpec, p: dict, tokens: jnp.ndarray) -> jnp.ndarray:
     if spec.embed:
         return p["emb"][tokens]

@@ -212,10 +212,19 @@ def sharded(fn, m: int, shards: int, per_model: tuple, inactive: int | None = No
 ENGINES = ("auto", "lanes", "vmap")
 
 
+#: the lane kernel trains populations padded to at most this hidden size under "auto": measured
+#: (benchmarks/engine_lanes.py, 96 models, First, 2 cores, one run) it beats the models-first
+#: epoch at hidden 2 (1.6-1.9x) and 4 (1.3x) and loses at 8 (0.7-0.9x) and 16 (0.3-0.6x), where
+#: its multiply-and-reduce matvec ([G*H, H, B, M] products) outgrows the dot kernels
+LANES_MAX_HIDDEN = 4
+
+
 def engine_kind(spec, hmax: int) -> str:
     """Which epoch kernel trains `spec`: "lanes" (engine.lanes, model axis innermost) when the
-    cell passes lanes.usable, else "vmap" (:func:`train_epoch`). RNNLAB_ENGINE=vmap forces the
-    models-first kernel; RNNLAB_ENGINE=lanes refuses a cell that cannot run in lanes."""
+    cell passes lanes.usable and the padded hidden size is at most :data:`LANES_MAX_HIDDEN`,
+    else "vmap" (:func:`train_epoch`). RNNLAB_ENGINE=vmap forces the models-first kernel;
+    RNNLAB_ENGINE=lanes forces the lane kernel at every size, and refuses a cell that cannot
+    run in lanes."""
     want = os.environ.get("RNNLAB_ENGINE", "auto").strip().lower() or "auto"
     if want not in ENGINES:
         raise ConfigError(f"RNNLAB_ENGINE: unknown engine {want!r}; known: {', '.join(ENGINES)}")
@@ -225,7 +234,7 @@ def engine_kind(spec, hmax: int) -> str:
     if want == "lanes" and not ok:
         raise ConfigError(f"RNNLAB_ENGINE=lanes: cell {spec.cell!r} does not run in the lane kernel "
                           "(engine.lanes.usable); use auto or vmap")
-    return "lanes" if ok else "vmap"
+    return "lanes" if ok and (want == "lanes" or hmax <= LANES_MAX_HIDDEN) else "vmap"
 
 
 @x64
@@ -269,8 +278,12 @@ def epoch_protocol(protocol: Protocol) -> Protocol:
                     loss=protocol.loss, shuffle=protocol.shuffle, max_loss=protocol.max_loss)
 
 
-#: populations are compacted (stopped models dropped) to power-of-two sizes no smaller than this
-MIN_COMPACT = 8
+#: populations are compacted (stopped models dropped) to power-of-two sizes no smaller than this.
+#: 1: a population's last straggler (one model still improving for 90 epochs after the others
+#: stopped, as in trainability-grid) trains alone, in its own padding (train(..., repad=True)):
+#: measured (GRU, 8000 sequences of Xor) 0.34 s per epoch for 8 models padded to 15x16 against
+#: 0.025 s for one 5x4 model; trainability-grid quick 1 min 46 s -> 1 min 18 s (MIN_COMPACT 8 -> 1)
+MIN_COMPACT = 1
 #: ... and only while at least this many epochs of the budget remain: a new size costs a
 #: compilation, which a short run (quick scale: ~10 epochs) does not earn back. A rule on the
 #: config, not on timings, so that what runs never depends on the machine's speed.
@@ -299,6 +312,14 @@ def _scatter(tree, sub, real, n):
     return jax.tree_util.tree_map(lambda a, b: a.at[real].set(b[:n]), tree, sub)
 
 
+def _repad_opt(spec, o, emax: int, hmax: int, emax2: int, hmax2: int):
+    """Adam's moments follow the parameters' layout (mdl.repad); the step count does not."""
+    if isinstance(o, optax.ScaleByAdamState):
+        return o._replace(mu=mdl.repad(spec, o.mu, emax, hmax, emax2, hmax2),
+                          nu=mdl.repad(spec, o.nu, emax, hmax, emax2, hmax2))
+    return o
+
+
 def _spread(values, real, n, m, fill=np.nan):
     out = np.full(m, fill, dtype=np.result_type(np.asarray(values).dtype, type(fill)))
     out[real] = np.asarray(values)[:n]
@@ -324,13 +345,17 @@ class TrainResult:
 
 @x64
 def train(pop: Population, protocol: Protocol, data: dict, *, lr=None, snapshots: bool = False,
-          progress: bool | str = True, max_epochs: int | None = None, compact: bool = True) -> TrainResult:
+          progress: bool | str = True, max_epochs: int | None = None, compact: bool = True,
+          repad: bool = True) -> TrainResult:
     """Train every model of `pop` with `protocol` on data["train"], validating on data["val"]
     (and measuring data["test"] if given). lr: one value or one per model (default protocol.lr).
     compact: once the running models fit in a power of two at most half the population (see
     :func:`compact_size`), while COMPACT_MIN_EPOCHS_LEFT epochs of the budget remain, epochs and
     evaluations compute only them (gathered, then scattered back); a stopped model's parameters
-    are frozen either way, and a model computes the same whichever models share its epoch."""
+    are frozen either way, and a model computes the same whichever models share its epoch.
+    repad: a compacted sub-population is also cut to the padded sizes of its largest running
+    model (mdl.repad: padded entries are zeros, so this is exact up to float rounding) - a
+    population of mixed sizes whose last runners are small trains them at their own cost."""
     t0 = time.perf_counter()
     spec = pop.spec
     dt = spec.jdtype
@@ -364,11 +389,13 @@ def train(pop: Population, protocol: Protocol, data: dict, *, lr=None, snapshots
     shards = n_shards(m)
 
     def measure(split, p, sel=None, n=m):
-        """Loss and accuracy of every model, or (sel) of the first n models of sel (NaN elsewhere)."""
-        mask = pop.mask if sel is None else _gather(pop.mask, sel)
-        p = p if sel is None else _gather(p, sel)
-        loss, acc = run_evaluate(spec, protocol.loss, pop.hmax, p, mask, dev[split], positions=positions[split],
-                                 full_length=full[split], shards=shards if sel is None else n_shards(len(sel)))
+        """Loss and accuracy of every model, or (sel) of the first n models of sel (NaN elsewhere),
+        in the sub-population's layout (sub_e, sub_h)."""
+        mask = pop.mask if sel is None else shrink(_gather(pop.mask, sel))
+        p = p if sel is None else shrink(_gather(p, sel))
+        loss, acc = run_evaluate(spec, protocol.loss, sub_h if sel is not None else pop.hmax, p, mask, dev[split],
+                                 positions=positions[split], full_length=full[split],
+                                 shards=shards if sel is None else n_shards(len(sel)))
         if sel is None:
             return np.asarray(loss), np.asarray(acc)
         return _spread(loss, sel[:n], n, m), _spread(acc, sel[:n], n, m)
@@ -380,19 +407,30 @@ def train(pop: Population, protocol: Protocol, data: dict, *, lr=None, snapshots
     bar = progress_bar(range(1, max_epochs + 1), desc=progress if isinstance(progress, str) else f"train {spec.cell}",
                        disable=not progress, unit="epoch")
     size = m                                  # how many models an epoch computes
+    sub_e, sub_h = pop.emax, pop.hmax         # ... in this padded layout (the largest running model's)
+    shrink = lambda t: mdl.repad(spec, t, pop.emax, pop.hmax, sub_e, sub_h)    # noqa: E731
+    grow = lambda t: mdl.repad(spec, t, sub_e, sub_h, pop.emax, pop.hmax)      # noqa: E731
     for epoch in bar:
         if not active.any():
             break
         was_active = active.copy()
         if compact and max_epochs - epoch + 1 >= COMPACT_MIN_EPOCHS_LEFT:
-            size = compact_size(int(active.sum()), size)
+            new_size = compact_size(int(active.sum()), size)
+            if new_size != size and repad:    # the sub-population's layout: its largest running model
+                run = np.flatnonzero(active)
+                sub_e, sub_h = int(pop.input_dims[run].max()), int(pop.hiddens[run].max())
+            size = new_size
         # the whole population, or only the running models gathered into `size` slots
         sel, n_run = (None, m) if size == m else _select(active, size)
         sub = (lambda t: t) if sel is None else (lambda t: _gather(t, sel))
         run_active = active if sel is None else np.arange(size) < n_run
+        p_in, o_in, mask_in = sub(params), sub(opt_state), sub(pop.mask)
+        if sel is not None:
+            p_in, mask_in = shrink(p_in), shrink(mask_in)
+            o_in = _repad_opt(spec, o_in, pop.emax, pop.hmax, sub_e, sub_h)
         p_s, o_s, alive_s, loss_s, acc_s = run_epoch(
-            spec, epoch_protocol(protocol), pop.hmax, n_batches, sub(params), sub(opt_state),
-            sub(pop.mask), jnp.asarray(sub(lr_np), dt), jnp.asarray(run_active), sub(keys), epoch,
+            spec, epoch_protocol(protocol), pop.hmax if sel is None else sub_h, n_batches, p_in, o_in,
+            mask_in, jnp.asarray(sub(lr_np), dt), jnp.asarray(run_active), sub(keys), epoch,
             dev["train"], positions=positions["train"], full_length=full["train"],
             shards=shards if sel is None else n_shards(size))
         if sel is None:
@@ -400,8 +438,8 @@ def train(pop: Population, protocol: Protocol, data: dict, *, lr=None, snapshots
             alive, tr_loss, tr_acc = np.asarray(alive_s), np.asarray(loss_s), np.asarray(acc_s)
         else:
             real = sel[:n_run]
-            params = _scatter(params, p_s, real, n_run)
-            opt_state = _scatter(opt_state, o_s, real, n_run)
+            params = _scatter(params, grow(p_s), real, n_run)
+            opt_state = _scatter(opt_state, _repad_opt(spec, o_s, sub_e, sub_h, pop.emax, pop.hmax), real, n_run)
             alive = _spread(alive_s, real, n_run, m, fill=False)
             tr_loss, tr_acc = _spread(loss_s, real, n_run, m), _spread(acc_s, real, n_run, m)
         newly_div = was_active & ~alive

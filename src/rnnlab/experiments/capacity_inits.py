@@ -54,9 +54,8 @@ CHOICES = {
                             "pooled difference stays valid); 'far larger fraction': min effect 0.3",
     "vanilla": "the first cell of `cells` is the baseline every other cell is compared to",
     "batch_size": "32 (the paper does not give it)",
-    "quick": "quick scale: 8 inits (paper 30), 1000 train / 500 val / 500 test sequences, at most 8 "
-             "epochs (paper: 8000/2000/3000, up to 150 epochs): too little training for these small models "
-             "to leave the 50% plateau, so quick verdicts say little",
+    "quick": "quick scale: 8 inits (paper 30) trained with the paper's full M protocol (8000/2000/3000 sequences, Adam 1e-3, Mehta's stopping rule, up to 150 epochs); no truncated training (8 epochs left "
+             "every model on the 50% plateau and decided nothing)",
     "tiny": "tiny scale (tests only): 2 inits, 300/200/200 sequences, 2 epochs",
 }
 
@@ -67,7 +66,7 @@ def default_config(scale: str) -> dict:
            "protocol": "mehta", "max_epochs": 150, "data_sizes": dict(PAPER_SIZES),
            "good_acc": 0.9, "capacity_levels": dict(PAPER_LEVELS), "capacity_tasks": ["first"]}
     if scale == "quick":
-        cfg.update(inits=8, max_epochs=8, data_sizes={"train": 1000, "val": 500, "test": 500})
+        cfg.update(inits=8)
     elif scale == "tiny":
         cfg.update(inits=2, max_epochs=2, data_sizes={"train": 300, "val": 200, "test": 200})
     return cfg

@@ -40,10 +40,7 @@ CHOICES = {
     "paper": "paper scale: First and Xor, input 4 x hidden 4 (one of capacity-inits' sizes), 30 inits, the "
              "M protocol (Adam 1e-3, up to 150 epochs, 8000/2000/3000 sequences); other sizes with "
              "--set inputs=[2,4] hiddens=[2,4]",
-    "quick": "quick scale: First only, input 4 x hidden 4, 6 inits, 2000 train / 500 val sequences (no test "
-             "split), Adam at lr 0.01 for at most 12 epochs (lr 1e-3 leaves these models on the 50% plateau "
-             "within a quick budget); the populations have lyapunov's quick shapes, so rnn-tanh and gru "
-             "reuse its compiled epoch",
+    "quick": "quick scale: First only, input 4 x hidden 4, 6 inits, trained with the paper's full M protocol (8000/2000/3000 sequences, Adam 1e-3, Mehta's stopping rule, up to 150 epochs)",
     "tiny": "tiny scale (tests only): 2 inits, 300/200/200 sequences, 2 epochs",
 }
 
@@ -54,8 +51,7 @@ def default_config(scale: str) -> dict:
            "max_epochs": 150, "lr": None, "data_sizes": dict(PAPER_SIZES), "good_acc": 0.9,
            "capacity_levels": dict(ci.PAPER_LEVELS), "capacity_tasks": ["first"]}
     if scale == "quick":
-        cfg.update(tasks=["first"], inits=6, max_epochs=12, lr=0.01,
-                   data_sizes={"train": 2000, "val": 500})
+        cfg.update(tasks=["first"], inits=6)
     elif scale == "tiny":
         cfg.update(tasks=["first"], inits=2, max_epochs=2,
                    data_sizes={"train": 300, "val": 200, "test": 200})

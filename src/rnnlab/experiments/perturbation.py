@@ -75,9 +75,9 @@ CHOICES = {
     "batch_size": "32 (the paper does not give it)",
     "population_sizes": "base_inits = len(ks) x reps by default, so that the base and the retraining "
                         "populations share one compiled epoch",
-    "quick": "quick scale: 12 base inits x <= 12 epochs and 8 retraining epochs on 2000 train / 2000 val "
-             "sequences (no test split) with lr 0.01, 3 noise seeds per k (paper: 8000/2000/3000, lr 1e-3, <= 150 "
-             "epochs, 30 retraining epochs); the RNN base model rarely reaches 98% at this scale",
+    "quick": "quick scale: 12 base inits per batch (at most 36), 12 noise seeds per k (paper scale 20 / 100 / 5), "
+             "trained and retrained with the paper's protocol (8000/2000/3000 sequences, Adam 1e-3, <= 150 "
+             "epochs, 30 retraining epochs)",
     "tiny": "tiny scale (tests only): 8 base inits x 2 epochs, 2 retraining epochs, 2 seeds, 300/200/200 "
             "sequences",
 }
@@ -89,8 +89,7 @@ def default_config(scale: str) -> dict:
            "retrain_epochs": 30, "noise_scope": "tensor", "init_scheme": "torch", "lr": 1e-3,
            "data_sizes": {"train": 8000, "val": 2000, "test": 3000}, "dist_ratio": 0.5, "max_base_inits": 100}
     if scale == "quick":
-        cfg.update(base_inits=12, base_epochs=12, retrain_epochs=8, reps=3, lr=0.01, max_base_inits=36,
-                   data_sizes={"train": 2000, "val": 2000})
+        cfg.update(base_inits=12, reps=12, max_base_inits=36)
     elif scale == "tiny":
         cfg.update(base_inits=8, base_epochs=2, retrain_epochs=2, reps=2, lr=0.01,
                    data_sizes={"train": 300, "val": 200, "test": 200}, max_base_inits=8)

@@ -57,8 +57,7 @@ CHOICES = {
     "majority": "both claims hold when the exact 95% interval of the fraction of qualifying models lies above "
                 "1/2 and fail when it lies below; min effect 0.3 (a fraction of 0.8 or 0.2) for the sample size",
     "batch_size": "32 (the paper does not give it)",
-    "quick": "quick scale: 6 inits, 2000 train / 500 val / 500 test sequences, at most 10 epochs, "
-             "min_val_acc 0.75 (paper: 8000/2000/3000, up to 150 epochs, 0.85)",
+    "quick": "quick scale: 8 inits (paper scale 10) trained with the paper's full M protocol (8000/2000/3000 sequences, Adam 1e-3, Mehta's stopping rule, up to 150 epochs)",
     "tiny": "tiny scale (tests only): input 4 x hidden 4 (figures show the first 2 coordinates), 8 inits, "
             "300/200/200 sequences, 2 epochs, min_val_acc 0",
 }
@@ -95,7 +94,7 @@ def default_config(scale: str) -> dict:
            "data_sizes": {"train": 8000, "val": 2000, "test": 3000}, "min_val_acc": 0.85,
            "separable_frac": 0.5, "null_ratio": 0.1}
     if scale == "quick":
-        cfg.update(inits=6, max_epochs=10, min_val_acc=0.75, data_sizes={"train": 2000, "val": 500, "test": 500})
+        cfg.update(inits=8)
     elif scale == "tiny":
         # tests only: 4x4 and 8 models, the shapes of the other tiny runs, so the compiled epoch is shared
         cfg.update(input=4, hidden=4, inits=8, max_epochs=2, data_sizes={"train": 300, "val": 200, "test": 200},
