@@ -312,6 +312,12 @@ def _scatter(tree, sub, real, n):
     return jax.tree_util.tree_map(lambda a, b: a.at[real].set(b[:n]), tree, sub)
 
 
+def _pow2(n: int) -> int:
+    """The smallest power of two >= n: compacted layouts come in few shapes, so populations of
+    different experiments share their compiled epochs."""
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
 def _repad_opt(spec, o, emax: int, hmax: int, emax2: int, hmax2: int):
     """Adam's moments follow the parameters' layout (mdl.repad); the step count does not."""
     if isinstance(o, optax.ScaleByAdamState):
@@ -354,7 +360,8 @@ def train(pop: Population, protocol: Protocol, data: dict, *, lr=None, snapshots
     evaluations compute only them (gathered, then scattered back); a stopped model's parameters
     are frozen either way, and a model computes the same whichever models share its epoch.
     repad: a compacted sub-population is also cut to the padded sizes of its largest running
-    model (mdl.repad: padded entries are zeros, so this is exact up to float rounding) - a
+    model, rounded up to a power of two (mdl.repad: padded entries are zeros, so this is exact
+    up to float rounding) - a
     population of mixed sizes whose last runners are small trains them at their own cost."""
     t0 = time.perf_counter()
     spec = pop.spec
@@ -418,7 +425,8 @@ def train(pop: Population, protocol: Protocol, data: dict, *, lr=None, snapshots
             new_size = compact_size(int(active.sum()), size)
             if new_size != size and repad:    # the sub-population's layout: its largest running model
                 run = np.flatnonzero(active)
-                sub_e, sub_h = int(pop.input_dims[run].max()), int(pop.hiddens[run].max())
+                sub_e = min(pop.emax, _pow2(int(pop.input_dims[run].max())))
+                sub_h = min(pop.hmax, _pow2(int(pop.hiddens[run].max())))
             size = new_size
         # the whole population, or only the running models gathered into `size` slots
         sel, n_run = (None, m) if size == m else _select(active, size)
