@@ -104,6 +104,65 @@ class TorchEpoch:
         return float(loss.detach())
 
 
+class TorchFuncEpoch:
+    """The strongest PyTorch peer: the same population of M models in one program, as a skilled
+    torch user writes it - the cell as explicit tensor ops (functional, per model), per-example
+    gradients of the whole population by ``torch.func.vmap(grad(loss))`` over the model axis,
+    each model with its own batch order, and one ``torch.optim.Adam`` over the stacked [M, ...]
+    parameters (Adam is elementwise: M independent Adams with their own moments)."""
+
+    def __init__(self, cell: str, E: int, H: int, models: int, train, seed: int = 0):
+        import torch
+        from torch.func import grad, vmap
+        if cell not in ("gru", "rnn-tanh"):
+            raise ValueError(f"torch.func peer: gru or rnn-tanh, got {cell!r}")
+        self.torch, self.cell, self.E, self.H, self.M = torch, cell, E, H, models
+        self.X = torch.tensor(train.tokens, dtype=torch.long)
+        self.Y = torch.tensor(train.labels, dtype=torch.long)
+        g = 3 if cell == "gru" else 1
+        gen = torch.Generator().manual_seed(seed)
+        u = lambda *shape, k: (torch.rand(models, *shape, generator=gen) * 2 - 1) * k   # noqa: E731
+        k = H ** -0.5
+        self.params = {"emb": torch.randn(models, 10, E, generator=gen), "W_ih": u(g * H, E, k=k),
+                       "W_hh": u(g * H, H, k=k), "b_ih": u(g * H, k=k), "b_hh": u(g * H, k=k),
+                       "W_out": u(2, H, k=k), "b_out": u(2, k=k)}
+        for v in self.params.values():
+            v.requires_grad_(True)
+        self.opt = torch.optim.Adam(list(self.params.values()), lr=1e-3)
+        self.grads = vmap(grad(self._loss))
+        self.gen = gen
+
+    def _loss(self, p, x, y):
+        torch = self.torch
+        e = p["emb"][x]                                           # [B, T, E]
+        gi = e @ p["W_ih"].T + p["b_ih"]                          # [B, T, G*H]
+        h = torch.zeros(x.shape[0], self.H)
+        for t in range(x.shape[1]):
+            gh = h @ p["W_hh"].T + p["b_hh"]
+            if self.cell == "gru":
+                ir, iz, i_n = gi[:, t].chunk(3, -1)
+                hr, hz, hn = gh.chunk(3, -1)
+                r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
+                h = (1 - z) * torch.tanh(i_n + r * hn) + z * h
+            else:
+                h = torch.tanh(gi[:, t] + gh)
+        return torch.nn.functional.cross_entropy(h @ p["W_out"].T + p["b_out"], y)
+
+    def __call__(self, n_batches: int | None = None):
+        torch = self.torch
+        n = len(self.X)
+        perm = torch.stack([torch.randperm(n, generator=self.gen) for _ in range(self.M)])   # [M, n]
+        nb = -(-n // 32) if n_batches is None else n_batches
+        for b in range(nb):
+            idx = perm[:, b * 32:(b + 1) * 32]                    # each model's own batch
+            g = self.grads(self.params, self.X[idx], self.Y[idx])
+            for name, v in self.params.items():
+                v.grad = g[name]
+            self.opt.step()
+        with torch.no_grad():
+            return float(self._loss({k: v[0] for k, v in self.params.items()}, self.X[:32], self.Y[:32]))
+
+
 def best_torch_threads(f: TorchEpoch) -> int:
     """The faster of 1 and 2 intra-op threads for this model (20 batches each, twice)."""
     import torch
@@ -138,6 +197,10 @@ def measure_case(cell: str, E: int, H: int, models: int, n_train: int, reps: int
     threads = best_torch_threads(th)
     th()                                            # warm-up
     fns["torch"] = th
+    if cell in ("gru", "rnn-tanh"):
+        tf = TorchFuncEpoch(cell, E, H, models, train)
+        tf(2)                                       # warm-up (same thread setting as the loop)
+        fns["torch_func"] = tf
     t = common.interleave(fns, reps)
     r_wall, b_wall = common.median(t["rnnlab"]["wall"]), common.median(t["torch"]["wall"])
     r_cpu, b_cpu = common.median(t["rnnlab"]["cpu"]), common.median(t["torch"]["cpu"])
@@ -150,7 +213,9 @@ def measure_case(cell: str, E: int, H: int, models: int, n_train: int, reps: int
             "ratio": ratio, "ratio_1shard": models * b_wall / one_wall, "ratio_cpu": models * b_cpu / r_cpu,
             "target": target, "met": None if target is None else bool(ratio >= target),
             "compile_s": max(t_first - r_wall, 0.0), "first_call_s": t_first, "setup_s": t_setup,
-            "torch_threads": threads, "rnnlab_walls": t["rnnlab"]["wall"], "torch_walls": t["torch"]["wall"]}
+            "torch_threads": threads, "rnnlab_walls": t["rnnlab"]["wall"], "torch_walls": t["torch"]["wall"],
+            "torch_func_epoch_s": common.median(t["torch_func"]["wall"]) if "torch_func" in t else None,
+            "ratio_func": common.median(t["torch_func"]["wall"]) / r_wall if "torch_func" in t else None}
 
 
 def rnnlab_once(cell: str, E: int, H: int, models: int, n_train: int) -> dict:
@@ -185,6 +250,7 @@ def run(quick: bool = False, isolate: bool = True, memory: bool = True, **overri
             "columns": [("case", "case"), ("rnnlab_epoch_s", "rnnlab epoch s"), ("shards", "shards"),
                         ("torch_model_epoch_s", "torch 1 model s"), ("ratio", "ratio (wall)"),
                         ("ratio_1shard", "ratio 1 shard"), ("ratio_cpu", "ratio (cpu)"),
+                        ("torch_func_epoch_s", "torch.func M s"), ("ratio_func", "vs torch.func"),
                         ("target", "target"), ("met", "met"),
                         ("compile_s", "compile s"), ("torch_threads", "torch thr"),
                         ("rss_rnnlab_mb", "rnnlab MB"), ("rss_torch_mb", "torch MB")],
@@ -193,6 +259,8 @@ def run(quick: bool = False, isolate: bool = True, memory: bool = True, **overri
                       "rnnlab = engine.train.run_epoch, what train() runs: the population in `shards` "
                       "concurrent shards (threads); 'ratio 1 shard' = the same epoch as one computation",
                       "ratio (cpu) uses process CPU seconds instead of wall time (rnnlab may use both cores)",
+                      "vs torch.func = the whole population's epoch with torch.func (vmap(grad) over the models, "
+                      "explicit cell ops, one Adam over stacked parameters) / rnnlab's epoch: the strongest peer",
                       "MB = peak RSS of a fresh process running that side once (includes the Python/JAX or "
                       "torch runtime)"]}
 

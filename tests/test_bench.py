@@ -27,8 +27,26 @@ def _check(res, workload, n_cases, keys):
 
 def test_train_population_runs():
     res = train_population.run(isolate=False, memory=False, sizes=[[2, 2]], models=3, n_train=64, reps=1)
-    _check(res, "train_population", 1, ["rnnlab_epoch_s", "torch_model_epoch_s", "ratio", "compile_s"])
+    _check(res, "train_population", 1, ["rnnlab_epoch_s", "torch_model_epoch_s", "ratio", "compile_s",
+                                        "torch_func_epoch_s", "ratio_func"])
     assert res["cases"][0]["ratio"] > 0
+
+
+@pytest.mark.parametrize("cell", ["gru", "rnn-tanh"])
+def test_torch_func_peer_computes_each_models_own_gradient(cell):
+    """The torch.func peer is a real population trainer: its vmapped gradient of model i equals
+    plain autograd of model i alone, and an epoch changes every model's parameters."""
+    import torch
+    f = train_population.TorchFuncEpoch(cell, 3, 4, 3, train_population._data(64))
+    x, y = f.X[:8].expand(3, -1, -1), f.Y[:8].expand(3, -1)
+    g = f.grads(f.params, x, y)
+    one = {k: v[1].detach().clone().requires_grad_(True) for k, v in f.params.items()}
+    f._loss(one, x[1], y[1]).backward()
+    for k in one:
+        torch.testing.assert_close(g[k][1], one[k].grad, rtol=1e-5, atol=1e-6)
+    before = {k: v.detach().clone() for k, v in f.params.items()}
+    f(1)
+    assert all((f.params[k] - before[k]).abs().flatten(1).amax(1).min() > 0 for k in before)
 
 
 def test_population_vs_one_by_one_runs_and_models_agree():
