@@ -66,6 +66,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="", help="where the runs go (default: a temporary folder)")
     a = ap.parse_args(argv)
     from rnnlab import experiments
+    from rnnlab.cli import _release_compiled
     from rnnlab.experiments.base import resolve_config
     names = [n for n in a.experiments.split(",") if n] or experiments.names()
     out = Path(a.out or tempfile.mkdtemp(prefix="rnnlab-stability-"))
@@ -77,7 +78,9 @@ def main(argv=None) -> int:
         if not a.base:
             experiments.run(name, {}, scale=a.scale, out=base_dir, progress=False)
         over = bigger(mod, resolve_config(mod, a.scale, {}), a.factor, a.seed)
+        _release_compiled()          # one process, 2 x 15 experiments: see cli._release_compiled
         experiments.run(name, over, scale=a.scale, out=out / "big", progress=False)
+        _release_compiled()
         wall[name] = time.perf_counter() - t0
         base[name], big[name] = _claims_of(base_dir / name), _claims_of(out / "big" / name)
         print(f"{name:22s} {wall[name]:7.1f} s  x{a.factor} override {over}", flush=True)

@@ -342,3 +342,28 @@ def test_list_real_registry():
     assert r.stdout.splitlines()[0].split() == ["experiment", "paper", "source"]
     for name in experiments.names():
         assert name in r.stdout
+
+
+def test_reproduce_releases_compiled_programs_near_the_map_limit(monkeypatch):
+    """Between experiments, reproduce drops JAX's compiled programs once the process holds more
+    than half of vm.max_map_count memory maps (a long run once died at the limit), not before."""
+    import jax
+    import jax.numpy as jnp
+    from rnnlab import envvars
+    f = jax.jit(lambda x: x * 3.0)
+    f(jnp.ones(3))
+    assert f._cache_size() == 1
+    monkeypatch.setattr(envvars, "memory_maps", lambda: (30000, 65530))
+    cli._release_compiled()
+    assert f._cache_size() == 1                       # below half the limit: kept
+    monkeypatch.setattr(envvars, "memory_maps", lambda: (40000, 65530))
+    cli._release_compiled()
+    assert f._cache_size() == 0                       # above: released
+
+
+def test_memory_maps_reads_this_process():
+    from rnnlab import envvars
+    used, limit = envvars.memory_maps()
+    if limit is None:
+        pytest.skip("no /proc/self/maps here")
+    assert 0 < used < limit

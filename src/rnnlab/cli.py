@@ -502,6 +502,19 @@ def cmd_run(args) -> int:
 # -------------------------------------------------------------------------- reproduce
 
 
+def _release_compiled() -> None:
+    """Drop every compiled XLA program before the next experiment once this process holds more
+    than half the kernel's memory-map limit. One process that kept all experiments' programs
+    (each compaction size and layout is one more) reached vm.max_map_count (65530: "LLVM ERROR:
+    Unable to allocate section memory") in a run of 26 experiments; below half the limit the
+    programs stay, so experiments keep sharing compiled epochs. Results never depend on it."""
+    from .envvars import memory_maps
+    used, limit = memory_maps()
+    if used is not None and limit is not None and used > limit // 2:
+        import jax
+        jax.clear_caches()
+
+
 def cmd_reproduce(args) -> int:
     _check_backend(args)
     store = _open_store(args.out)
@@ -536,6 +549,8 @@ def cmd_reproduce(args) -> int:
                 else:
                     tqdm.write(f"rnnlab: experiment {name} raised:\n{traceback.format_exc()}", file=sys.stderr)
                 continue
+            finally:
+                _release_compiled()
             verdicts = {c.id: c.verdict for c in res.claims}
             status[name] = {"status": "done", "wall_s": res.wall_s, "reused": res.reused,
                             "run_id": res.run_id, "verdicts": verdicts}
