@@ -24,7 +24,7 @@ import rnnlab
 from rnnlab import cells, cli, compare, experiments, plugins, tasks
 from rnnlab.backends.local import LocalBackend
 from rnnlab.cells import conformance
-from rnnlab.cells.base import Cell, Param, input_linear, linear, matvec
+from rnnlab.cells.base import Cell, Param, input_linear, linear
 from rnnlab.errors import ConfigError, PluginError
 
 ROOT = Path(__file__).resolve().parents[1]
