@@ -50,13 +50,12 @@ def measure(scale: str = "quick", paper: str = "all", timeout: float = 3600) -> 
     if proc.returncode != 0:
         raise RuntimeError(f"rnnlab reproduce failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
     cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
+    decided = sum(v in ("holds", "fails") for v in verdicts)
     return {"case": f"rnnlab reproduce --scale {scale} --paper {paper}", "wall_s": wall, "cpu_s": cpu,
             "rss_mb": r1.ru_maxrss / 1024.0, "result_folders": n_exp, "experiments_wall_s": per_exp,
-            "claims": len(verdicts), "decided": sum(v in ("holds", "fails") for v in verdicts),
-            "decided_frac": sum(v in ("holds", "fails") for v in verdicts) / max(1, len(verdicts)),
+            "claims": len(verdicts), "decided": decided, "decided_frac": decided / max(1, len(verdicts)),
             "target_s": TARGET_S if scale == "quick" else None,
-            "met": bool(wall <= TARGET_S and sum(v in ("holds", "fails") for v in verdicts)
-                        >= TARGET_DECIDED * len(verdicts)) if scale == "quick" else None,
+            "met": bool(wall <= TARGET_S and decided >= TARGET_DECIDED * len(verdicts)) if scale == "quick" else None,
             "load_avg": list(os.getloadavg())}
 
 

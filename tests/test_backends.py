@@ -150,6 +150,13 @@ def worker_env(tmp_path_factory):
 EXP = "capacity-inits"
 
 
+def _child_env(**extra) -> dict:
+    """This process's environment for a `python -m rnnlab` child, with this rnnlab importable."""
+    path = os.pathsep.join(p for p in (str(Path(rnnlab.__file__).resolve().parent.parent),
+                                       os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path, **extra}
+
+
 @pytest.fixture(scope="module")
 def both_runs(ray_cluster, worker_env, tmp_path_factory):
     """capacity-inits at scale tiny through the Ray cluster (its workers compile first and fill
@@ -160,9 +167,7 @@ def both_runs(ray_cluster, worker_env, tmp_path_factory):
     r = subprocess.run([sys.executable, "-m", "rnnlab.cli", "run", EXP, "--scale", "tiny", "--out",
                         str(local_out), "--quiet", "--device", "cpu"],
                        capture_output=True, text=True, timeout=300,
-                       env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                           p for p in (str(Path(rnnlab.__file__).resolve().parent.parent),
-                                       os.environ.get("PYTHONPATH")) if p)})
+                       env=_child_env())
     assert r.returncode == 0, r.stderr[-3000:]
     return ray_res, local_out
 
@@ -223,8 +228,7 @@ def plugin_runs(ray_cluster, worker_env, tmp_path_factory):
     example = Path(__file__).resolve().parents[1] / "examples" / "plugin_cell.py"
     args = [sys.executable, "-m", "rnnlab", "run", EXP, "--plugin", str(example), "--cells", "rnn-tanh,scaled-tanh",
             "--scale", "tiny", "--set", 'tasks=["first"]', "--quiet", "--device", "cpu"]
-    env = {**os.environ, "RNNLAB_PROGRESS": "0", "PYTHONPATH": os.pathsep.join(
-        p for p in (str(Path(rnnlab.__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")) if p)}
+    env = _child_env(RNNLAB_PROGRESS="0")
     outs = {}
     for name, extra in (("ray", ["--backend", "ray", "--address", ray_cluster]), ("processes", ["--processes", "2"])):
         out = tmp_path_factory.mktemp(f"plugin-{name}")
@@ -270,10 +274,9 @@ def test_new_local_ray_instance_never_forks_jax(tmp_path):
     home = tmp_path / "home"
     (home / ".ray").mkdir(parents=True)
     (home / ".ray" / "auth_token").write_text("0" * 64 + "\n")
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
-    env.update(HOME=str(home), RNNLAB_PROGRESS="0", PYTHONWARNINGS="default",
-               PYTHONPATH=os.pathsep.join(p for p in (str(Path(rnnlab.__file__).resolve().parent.parent),
-                                                      os.environ.get("PYTHONPATH")) if p))
+    env = _child_env(HOME=str(home), RNNLAB_PROGRESS="0", PYTHONWARNINGS="default")
+    for k in ("RAY_ADDRESS", "RAY_AUTH_MODE"):
+        env.pop(k, None)
     outs = {}
     for be in ("ray", "local"):
         outs[be] = tmp_path / be

@@ -94,6 +94,7 @@ class RayBackend:
         self.num_cpus, self.num_gpus = num_cpus, num_gpus
         self.max_in_flight = None if max_in_flight is None else int(max_in_flight)
         self._connected_here = False
+        self._head = None              # a private local head this backend started (ray_head)
         if ray.is_initialized():       # the caller connected Ray already: use it, leave it to them
             return
         env = {"PYTHONPATH": os.pathsep.join(p for p in (_source_dir(), os.environ.get("PYTHONPATH")) if p)}
@@ -105,7 +106,6 @@ class RayBackend:
         renv["env_vars"] = {**env, **renv.get("env_vars", {})}
         kw = {"runtime_env": renv, "log_to_driver": False, "configure_logging": False}
         kw.update(init_kwargs or {})
-        self._head = None
         if address is None and not os.environ.get("RAY_ADDRESS") and not _last_ray_start():
             # a new local instance: a private head started by `ray start` (never forked from
             # this process, which may run JAX; see ray_head), stopped by close()
@@ -167,7 +167,7 @@ class RayBackend:
         self._stop_head()
 
     def _stop_head(self) -> None:
-        if getattr(self, "_head", None) is not None:
+        if self._head is not None:
             self._head.stop()
             self._head = None
 

@@ -361,8 +361,8 @@ def train(pop: Population, protocol: Protocol, data: dict, *, lr=None, snapshots
     are frozen either way, and a model computes the same whichever models share its epoch.
     repad: a compacted sub-population is also cut to the padded sizes of its largest running
     model, rounded up to a power of two (mdl.repad: padded entries are zeros, so this is exact
-    up to float rounding) - a
-    population of mixed sizes whose last runners are small trains them at their own cost."""
+    up to float rounding) - a population of mixed sizes whose last runners are small trains them
+    at their own cost."""
     t0 = time.perf_counter()
     spec = pop.spec
     dt = spec.jdtype
@@ -395,12 +395,18 @@ def train(pop: Population, protocol: Protocol, data: dict, *, lr=None, snapshots
     full = {k: mdl.full_length(v.tokens, v.lengths) for k, v in data.items()}
     shards = n_shards(m)
 
+    # the padded layout epochs and evaluations compute in: the population's, until a compaction
+    # cuts it to the largest running model's; shrink/grow are identities while they are equal
+    sub_e, sub_h = pop.emax, pop.hmax
+    shrink = lambda t: mdl.repad(spec, t, pop.emax, pop.hmax, sub_e, sub_h)    # noqa: E731
+    grow = lambda t: mdl.repad(spec, t, sub_e, sub_h, pop.emax, pop.hmax)      # noqa: E731
+
     def measure(split, p, sel=None, n=m):
         """Loss and accuracy of every model, or (sel) of the first n models of sel (NaN elsewhere),
         in the sub-population's layout (sub_e, sub_h)."""
         mask = pop.mask if sel is None else shrink(_gather(pop.mask, sel))
         p = p if sel is None else shrink(_gather(p, sel))
-        loss, acc = run_evaluate(spec, protocol.loss, sub_h if sel is not None else pop.hmax, p, mask, dev[split],
+        loss, acc = run_evaluate(spec, protocol.loss, sub_h, p, mask, dev[split],
                                  positions=positions[split], full_length=full[split],
                                  shards=shards if sel is None else n_shards(len(sel)))
         if sel is None:
@@ -414,9 +420,6 @@ def train(pop: Population, protocol: Protocol, data: dict, *, lr=None, snapshots
     bar = progress_bar(range(1, max_epochs + 1), desc=progress if isinstance(progress, str) else f"train {spec.cell}",
                        disable=not progress, unit="epoch")
     size = m                                  # how many models an epoch computes
-    sub_e, sub_h = pop.emax, pop.hmax         # ... in this padded layout (the largest running model's)
-    shrink = lambda t: mdl.repad(spec, t, pop.emax, pop.hmax, sub_e, sub_h)    # noqa: E731
-    grow = lambda t: mdl.repad(spec, t, sub_e, sub_h, pop.emax, pop.hmax)      # noqa: E731
     for epoch in bar:
         if not active.any():
             break
@@ -432,12 +435,10 @@ def train(pop: Population, protocol: Protocol, data: dict, *, lr=None, snapshots
         sel, n_run = (None, m) if size == m else _select(active, size)
         sub = (lambda t: t) if sel is None else (lambda t: _gather(t, sel))
         run_active = active if sel is None else np.arange(size) < n_run
-        p_in, o_in, mask_in = sub(params), sub(opt_state), sub(pop.mask)
-        if sel is not None:
-            p_in, mask_in = shrink(p_in), shrink(mask_in)
-            o_in = _repad_opt(spec, o_in, pop.emax, pop.hmax, sub_e, sub_h)
+        p_in, mask_in = shrink(sub(params)), shrink(sub(pop.mask))
+        o_in = _repad_opt(spec, sub(opt_state), pop.emax, pop.hmax, sub_e, sub_h)
         p_s, o_s, alive_s, loss_s, acc_s = run_epoch(
-            spec, epoch_protocol(protocol), pop.hmax if sel is None else sub_h, n_batches, p_in, o_in,
+            spec, epoch_protocol(protocol), sub_h, n_batches, p_in, o_in,
             mask_in, jnp.asarray(sub(lr_np), dt), jnp.asarray(run_active), sub(keys), epoch,
             dev["train"], positions=positions["train"], full_length=full["train"],
             shards=shards if sel is None else n_shards(size))
