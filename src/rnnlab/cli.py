@@ -168,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("local", "ray"), default="local")
     p.add_argument("--address", default=None, help="Ray cluster address (with --backend ray)")
     _add_processes(p)
+    p.add_argument("--jobs", type=_int_arg(1), default=None, metavar="N",
+                   help="with --backend local: run N experiments at once in worker processes, each on "
+                        "its own cores (default RNNLAB_JOBS, else one per core up to 4 on a CPU; 1 on a GPU)")
     _add_device(p)
     p.set_defaults(func=cmd_reproduce)
 
@@ -522,15 +525,27 @@ def cmd_reproduce(args) -> int:
     from tqdm.auto import tqdm
 
     from . import experiments
-    from .report import build_report
+    from .backends.jobs import default_jobs, longest_first, run_parallel
     names = experiments.names(None if args.paper == "all" else args.paper)
     if not names:
         raise ConfigError(f"paper: no experiment is registered for {args.paper!r}")
     out = Path(args.out)
-    be = _backend(args)
+    jobs = 1 if args.backend != "local" or args.processes else (args.jobs or default_jobs(platform))
     t0, started = time.perf_counter(), time.time()
     status: dict[str, dict] = {}
-    results = []
+    if jobs > 1 and len(names) > 1:
+        bar = tqdm(total=len(names), desc="reproduce", unit="exp", file=sys.stderr, dynamic_ncols=True,
+                   disable=not _progress_enabled())
+        for name, st in run_parallel(names, args.scale, out, jobs, platform, order=longest_first(names)):
+            status[name] = st
+            if st["status"] == "failed":
+                tqdm.write(f"rnnlab: error: {name}: {st['error']}" if "Traceback" not in st["detail"]
+                           else f"rnnlab: experiment {name} raised:\n{st['detail']}", file=sys.stderr)
+            bar.set_description(name)
+            bar.update(1)
+        bar.close()
+        return _finish_reproduce(args, names, out, status, t0, started, platform, jobs)
+    be = _backend(args)
     try:
         bar = tqdm(names, desc="reproduce", unit="exp", file=sys.stderr, dynamic_ncols=True,
                    disable=not _progress_enabled())
@@ -554,13 +569,19 @@ def cmd_reproduce(args) -> int:
             verdicts = {c.id: c.verdict for c in res.claims}
             status[name] = {"status": "done", "wall_s": res.wall_s, "reused": res.reused,
                             "run_id": res.run_id, "verdicts": verdicts}
-            results.append(res)
     finally:
         if hasattr(be, "close"):
             be.close()
+    return _finish_reproduce(args, names, out, status, t0, started, platform, jobs)
+
+
+def _finish_reproduce(args, names, out, status, t0, started, platform, jobs) -> int:
+    """reproduce.json, the report and the summary table of a reproduction."""
+    from .report import build_report
     wall = time.perf_counter() - t0
     repro = {"paper": args.paper, "scale": args.scale, "started": started, "finished": time.time(),
-             "wall_s": wall, "backend": args.backend, "device": platform, "experiments": status}
+             "wall_s": wall, "backend": args.backend, "device": platform, "jobs": jobs,
+             "experiments": {n: {k: v for k, v in status[n].items() if k != "detail"} for n in names if n in status}}
     try:
         (out / "reproduce.json").write_text(json.dumps(repro, indent=2, default=str))
     except OSError as e:

@@ -76,6 +76,25 @@ def _order_bits(keys, epoch, n: int, rounds: int):
     return jax.vmap(one)(keys)
 
 
+#: keys go to :func:`_order_bits` in blocks of this many (the last one padded): one compiled
+#: program per sequence count, whatever the population size (a compacted population would
+#: otherwise compile it again for every size)
+KEY_BLOCK = 8
+
+
+def _bits(keys, epoch: int, n: int, rounds: int) -> np.ndarray:
+    """[M, rounds, n] random bits of every key, as :func:`_order_bits` draws them for all keys
+    at once (the draws of a key do not depend on the other keys)."""
+    keys = np.asarray(keys)
+    m = keys.shape[0]
+    pad = -m % KEY_BLOCK
+    if pad:
+        keys = np.concatenate([keys, np.repeat(keys[-1:], pad, axis=0)])
+    out = [np.asarray(_order_bits(keys[i:i + KEY_BLOCK], epoch, n, rounds))
+           for i in range(0, len(keys), KEY_BLOCK)]
+    return np.concatenate(out)[:m]
+
+
 def permutations(keys, epoch: int, n: int) -> np.ndarray:
     """[M, n]: ``jax.random.permutation(jax.random.fold_in(key, epoch), n)`` of every key, by
     NumPy stable argsorts of the same random bits (one XLA sort per round is slower)."""
@@ -83,7 +102,7 @@ def permutations(keys, epoch: int, n: int) -> np.ndarray:
     idx = np.broadcast_to(np.arange(n, dtype=np.int32), (int(np.shape(keys)[0]), n))
     if rounds == 0:
         return idx.copy()
-    bits = np.asarray(_order_bits(keys, epoch, n, rounds)).astype(np.uint64)
+    bits = _bits(keys, epoch, n, rounds).astype(np.uint64)
     pos = np.arange(n, dtype=np.uint64)
     for r in range(rounds):
         # a stable sort by the bits = a sort of (bits, position) pairs, packed into one uint64

@@ -223,15 +223,16 @@ def _resize_axis(spec: ModelSpec, x, d: int, a: str, src: dict, dst: dict):
     the tail, or zero-pad it; a gate-stacked axis ("gh") is resized block by block."""
     if src[a] == dst[a]:
         return x
+    xp = np if isinstance(x, np.ndarray) else jnp     # host trees stay on the host (no compiles)
     gates = spec.cell_def.gates
     if a == "gh":
-        blocks = jnp.split(x, gates, axis=d)
-        return jnp.concatenate([_resize_axis(spec, b, d, "h", src, dst) for b in blocks], axis=d)
+        blocks = xp.split(x, gates, axis=d)
+        return xp.concatenate([_resize_axis(spec, b, d, "h", src, dst) for b in blocks], axis=d)
     if dst[a] < src[a]:
-        return jax.lax.slice_in_dim(x, 0, dst[a], axis=d)
+        return x[(slice(None),) * d + (slice(0, dst[a]),)]
     widths = [(0, 0)] * x.ndim
     widths[d] = (0, dst[a] - src[a])
-    return jnp.pad(x, widths)
+    return xp.pad(x, widths)
 
 
 def repad(spec: ModelSpec, tree, emax: int, hmax: int, emax2: int, hmax2: int):

@@ -32,7 +32,7 @@ from ..progress import progress_bar
 from ..errors import ConfigError
 from . import lanes
 from . import model as mdl
-from .population import Population, at_positions, batch_loss, evaluate
+from .population import Population, at_positions, batch_loss, concat_splits, evaluate, evaluate_segments
 from .protocols import Protocol
 
 DATA_KEYS = ("tokens", "lengths", "targets", "target_mask", "accept")
@@ -175,11 +175,25 @@ def _pool(n: int) -> ThreadPoolExecutor:
         return pools[n]
 
 
+def _host(tree):
+    """A tree of host (NumPy) arrays. Between epochs the population lives on the host: the
+    gathers, scatters and selects of the per-epoch bookkeeping are then NumPy, not one small XLA
+    program compiled per array shape (measured: ~500 such compiles, ~10 s of capacity-inits'
+    quick run, before this)."""
+    return jax.tree_util.tree_map(np.asarray, tree)
+
+
+def _host_where(c, a, b):
+    """Per-model select on host trees: c [M] bool."""
+    return jax.tree_util.tree_map(
+        lambda x, y: np.where(c.reshape((-1,) + (1,) * (x.ndim - 1)), x, y), a, b)
+
+
 def _pad_models(tree, pad: int):
-    """Append `pad` copies of the last model along the leading axis."""
+    """Append `pad` copies of the last model along the leading axis (host arrays)."""
     if pad == 0:
         return tree
-    return jax.tree_util.tree_map(lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]), tree)
+    return jax.tree_util.tree_map(lambda a: np.concatenate([a, np.repeat(a[-1:], pad, axis=0)]), tree)
 
 
 def sharded(fn, m: int, shards: int, per_model: tuple, inactive: int | None = None):
@@ -194,10 +208,11 @@ def sharded(fn, m: int, shards: int, per_model: tuple, inactive: int | None = No
     size = (m + pad) // shards
     args = []
     for i, (kind, v) in enumerate(per_model):
-        if kind == "m":
-            v = _pad_models(v, pad)
+        if kind == "m":               # sliced on the host: no XLA program per slice shape
+            v = _pad_models(_host(v), pad)
             if i == inactive and pad:
-                v = v.at[m:].set(False)
+                v = v.copy()
+                v[m:] = False
         args.append((kind, v))
 
     @x64                  # a thread starts with JAX's global setting: float64 again
@@ -206,7 +221,7 @@ def sharded(fn, m: int, shards: int, per_model: tuple, inactive: int | None = No
              for kind, v in args]
         return jax.block_until_ready(fn(*a))
     outs = list(_pool(shards).map(one, range(shards)))
-    return jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs)[:m], *outs)
+    return jax.tree_util.tree_map(lambda *xs: np.concatenate([np.asarray(x) for x in xs])[:m], *outs)
 
 
 ENGINES = ("auto", "lanes", "vmap")
@@ -247,8 +262,8 @@ def run_epoch(spec, protocol: Protocol, hmax: int, n_batches: int, params, opt_s
     m = int(np.shape(lr)[0])
     shards = n_shards(m) if shards is None else shards
     if engine_kind(spec, hmax) == "lanes":
-        orders = jnp.asarray(lanes.batch_orders(keys, epoch, int(data["tokens"].shape[0]), n_batches,
-                                                protocol.batch_size, protocol.shuffle))
+        orders = lanes.batch_orders(keys, epoch, int(data["tokens"].shape[0]), n_batches,
+                                    protocol.batch_size, protocol.shuffle)
         fn = partial(lanes.lane_epoch, spec, protocol, hmax, n_batches, positions=positions,
                      full_length=full_length)
         return sharded(lambda p, o, mk, l, a, r: fn(p, o, mk, l, a, r, data), m, shards,
@@ -262,13 +277,18 @@ def run_epoch(spec, protocol: Protocol, hmax: int, n_batches: int, params, opt_s
 
 @x64
 def run_evaluate(spec, loss, hmax, params, mask, data, positions: tuple | None = None,
-                 full_length: bool = False, shards: int | None = None):
-    """:func:`population.evaluate` in `shards` concurrent shards (default :func:`n_shards`)."""
+                 full_length: bool = False, shards: int | None = None, bounds: tuple | None = None):
+    """:func:`population.evaluate` in `shards` concurrent shards (default :func:`n_shards`);
+    with `bounds`, :func:`population.evaluate_segments` (results [M, len(bounds)])."""
     m = int(jax.tree_util.tree_leaves(params)[0].shape[0])
     shards = n_shards(m) if shards is None else shards
-    return sharded(lambda p, mk: evaluate(spec, loss, hmax, p, mk, data, positions=positions,
-                                          full_length=full_length),
-                   m, shards, (("m", params), ("m", mask)))
+    if bounds is not None:
+        fn = lambda p, mk: evaluate_segments(spec, loss, hmax, p, mk, data, bounds,      # noqa: E731
+                                             positions=positions, full_length=full_length)
+    else:
+        fn = lambda p, mk: evaluate(spec, loss, hmax, p, mk, data, positions=positions,  # noqa: E731
+                                    full_length=full_length)
+    return sharded(fn, m, shards, (("m", params), ("m", mask)))
 
 
 def epoch_protocol(protocol: Protocol) -> Protocol:
@@ -288,6 +308,13 @@ MIN_COMPACT = 1
 #: compilation, which a short run (quick scale: ~10 epochs) does not earn back. A rule on the
 #: config, not on timings, so that what runs never depends on the machine's speed.
 COMPACT_MIN_EPOCHS_LEFT = 20
+#: ... and only once the slots computed for stopped models since the layout last changed add up
+#: to this many model-batches, a model-batch of padded hidden size h > 4 counting h / 4 (ski
+#: rental: a compaction is a new shape, one compilation of the epoch and of the evaluation,
+#: ~2-4 s on 2 cores, about what 50,000 model-batches of a GRU(4,4) population cost; this rule
+#: never pays more than about twice the better of "never" and "at once"). Measured (capacity-inits quick, cold): compacting at every halving compiled
+#: 5 layouts for a shard that trained 20 epochs in all, 17 s of which ~3 s was training.
+COMPACT_WASTE = 50_000
 
 
 def compact_size(n_active: int, current: int) -> int:
@@ -309,7 +336,19 @@ def _gather(tree, sel):
 
 
 def _scatter(tree, sub, real, n):
-    return jax.tree_util.tree_map(lambda a, b: a.at[real].set(b[:n]), tree, sub)
+    """Host trees: tree with rows `real` replaced by the first n rows of sub (a new tree)."""
+    def one(a, b):
+        a = a.copy()
+        a[real] = b[:n]
+        return a
+    return jax.tree_util.tree_map(one, tree, sub)
+
+
+@jax.jit
+def _order_keys(seeds):
+    """Every model's batch-order key: PRNGKey(seed) folded with 7 (the init stream uses the
+    seed itself)."""
+    return jax.vmap(lambda s: jax.random.fold_in(jax.random.PRNGKey(s), 7))(seeds)
 
 
 def _pow2(n: int) -> int:
@@ -371,13 +410,13 @@ def train(pop: Population, protocol: Protocol, data: dict, *, lr=None, snapshots
     dev = {k: device_data(v, dt) for k, v in data.items()}
     n_train = len(data["train"])
     n_batches = -(-n_train // protocol.batch_size)
-    keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(pop.seeds))
-    keys = jax.vmap(lambda k: jax.random.fold_in(k, 7))(keys)   # batch-order stream != init stream
+    keys = np.asarray(_order_keys(jnp.asarray(pop.seeds)))     # batch-order stream != init stream
 
     lr_np = np.broadcast_to(np.asarray(protocol.lr if lr is None else lr, dtype=np.float64), (m,)).copy()
-    params = pop.params
+    # the population lives on the host between epochs (see _host)
+    params, pop_mask = _host(pop.params), _host(pop.mask)
     best = params
-    opt_state = init_opt_state(protocol, params)
+    opt_state = _host(init_opt_state(protocol, pop.params))
     active = np.ones(m, bool)
     status = np.array(["running"] * m, dtype=object)
     diverged_epoch = np.full(m, -1)
@@ -401,31 +440,42 @@ def train(pop: Population, protocol: Protocol, data: dict, *, lr=None, snapshots
     shrink = lambda t: mdl.repad(spec, t, pop.emax, pop.hmax, sub_e, sub_h)    # noqa: E731
     grow = lambda t: mdl.repad(spec, t, sub_e, sub_h, pop.emax, pop.hmax)      # noqa: E731
 
-    def measure(split, p, sel=None, n=m):
-        """Loss and accuracy of every model, or (sel) of the first n models of sel (NaN elsewhere),
-        in the sub-population's layout (sub_e, sub_h)."""
-        mask = pop.mask if sel is None else shrink(_gather(pop.mask, sel))
-        p = p if sel is None else shrink(_gather(p, sel))
-        loss, acc = run_evaluate(spec, protocol.loss, sub_h, p, mask, dev[split],
-                                 positions=positions[split], full_length=full[split],
-                                 shards=shards if sel is None else n_shards(len(sel)))
-        if sel is None:
-            return np.asarray(loss), np.asarray(acc)
-        return _spread(loss, sel[:n], n, m), _spread(acc, sel[:n], n, m)
+    # val (and test) are evaluated by one compiled program: their concatenation, in segments
+    ev_splits = ["val"] + (["test"] if "test" in dev else [])
+    ev_data, ev_bounds = concat_splits([dev[k] for k in ev_splits])
+    ev_pos = tuple(sorted(set().union(*(positions[k] for k in ev_splits))))
+    ev_full = all(full[k] for k in ev_splits) and len({int(dev[k]["tokens"].shape[1]) for k in ev_splits}) == 1
 
-    val_loss0, val_acc0 = measure("val", params)
+    def measure(p, sel=None, n=m):
+        """{split: (loss, accuracy)} of every model, or (sel) of the first n models of sel (NaN
+        elsewhere), in the sub-population's layout (sub_e, sub_h)."""
+        mask = pop_mask if sel is None else shrink(_gather(pop_mask, sel))
+        p = p if sel is None else shrink(_gather(p, sel))
+        loss, acc = run_evaluate(spec, protocol.loss, sub_h, p, mask, ev_data, positions=ev_pos,
+                                 full_length=ev_full, shards=shards if sel is None else n_shards(len(sel)),
+                                 bounds=ev_bounds)
+        loss, acc = np.asarray(loss), np.asarray(acc)
+        if sel is None:
+            return {k: (loss[:, j], acc[:, j]) for j, k in enumerate(ev_splits)}
+        return {k: (_spread(loss[:, j], sel[:n], n, m), _spread(acc[:, j], sel[:n], n, m))
+                for j, k in enumerate(ev_splits)}
+
+    val_loss0, val_acc0 = measure(params)["val"]
     for i in range(m):
         rows.append((i, 0, np.nan, np.nan, val_loss0[i], val_acc0[i], np.nan, lr_np[i], True))
 
     bar = progress_bar(range(1, max_epochs + 1), desc=progress if isinstance(progress, str) else f"train {spec.cell}",
                        disable=not progress, unit="epoch")
     size = m                                  # how many models an epoch computes
+    waste = 0                                 # model-batches spent on stopped models in this layout
     for epoch in bar:
         if not active.any():
             break
         was_active = active.copy()
-        if compact and max_epochs - epoch + 1 >= COMPACT_MIN_EPOCHS_LEFT:
+        waste += (size - int(active.sum())) * n_batches * max(1.0, sub_h / 4)   # a model-batch costs ~ hidden
+        if compact and max_epochs - epoch + 1 >= COMPACT_MIN_EPOCHS_LEFT and waste >= COMPACT_WASTE:
             new_size = compact_size(int(active.sum()), size)
+            waste = 0 if new_size != size else waste
             if new_size != size and repad:    # the sub-population's layout: its largest running model
                 run = np.flatnonzero(active)
                 sub_e = min(pop.emax, _pow2(int(pop.input_dims[run].max())))
@@ -435,13 +485,14 @@ def train(pop: Population, protocol: Protocol, data: dict, *, lr=None, snapshots
         sel, n_run = (None, m) if size == m else _select(active, size)
         sub = (lambda t: t) if sel is None else (lambda t: _gather(t, sel))
         run_active = active if sel is None else np.arange(size) < n_run
-        p_in, mask_in = shrink(sub(params)), shrink(sub(pop.mask))
+        p_in, mask_in = shrink(sub(params)), shrink(sub(pop_mask))
         o_in = _repad_opt(spec, sub(opt_state), pop.emax, pop.hmax, sub_e, sub_h)
         p_s, o_s, alive_s, loss_s, acc_s = run_epoch(
             spec, epoch_protocol(protocol), sub_h, n_batches, p_in, o_in,
-            mask_in, jnp.asarray(sub(lr_np), dt), jnp.asarray(run_active), sub(keys), epoch,
+            mask_in, sub(lr_np).astype(spec.dtype), run_active, sub(keys), epoch,
             dev["train"], positions=positions["train"], full_length=full["train"],
             shards=shards if sel is None else n_shards(size))
+        p_s, o_s = _host(p_s), _host(o_s)
         if sel is None:
             params, opt_state = p_s, o_s
             alive, tr_loss, tr_acc = np.asarray(alive_s), np.asarray(loss_s), np.asarray(acc_s)
@@ -456,11 +507,12 @@ def train(pop: Population, protocol: Protocol, data: dict, *, lr=None, snapshots
         status[newly_div] = "diverged"
         active = alive
         epochs_run[was_active] = epoch
-        val_loss, val_acc = measure("val", params, sel, n_run)
-        test_acc = measure("test", params, sel, n_run)[1] if "test" in dev else np.full(m, np.nan)
+        ev = measure(params, sel, n_run)
+        val_loss, val_acc = ev["val"]
+        test_acc = ev["test"][1] if "test" in ev else np.full(m, np.nan)
 
         improved = active & (val_acc > best_val)
-        best = _tree_where(jnp.asarray(improved), params, best)
+        best = _host_where(improved, params, best)
         best_val = np.where(improved, val_acc, best_val)
         best_epoch = np.where(improved, epoch, best_epoch)
         best_test = np.where(improved, test_acc, best_test)
@@ -498,7 +550,7 @@ def train(pop: Population, protocol: Protocol, data: dict, *, lr=None, snapshots
         prev_val = np.where(was_active, val_acc, prev_val)
         prev_loss = np.where(was_active, tr_loss, prev_loss)
         if snapshots:
-            snaps.append(jax.tree_util.tree_map(np.asarray, params))
+            snaps.append(params)
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(running=int(active.sum()), best=f"{np.nanmax(best_val):.3f}")
     status[active] = "max_epochs"
@@ -514,5 +566,6 @@ def train(pop: Population, protocol: Protocol, data: dict, *, lr=None, snapshots
         "best_epoch": best_epoch, "test_acc": best_test, "epochs": epochs_run,
         "status": status.astype(str), "diverged_epoch": diverged_epoch,
     })
-    final = Population(spec, pop.input_dims, pop.hiddens, pop.seeds, params, pop.mask)
-    return TrainResult(final, best, curves, summary, snaps, time.perf_counter() - t0)
+    dev_tree = lambda t: jax.tree_util.tree_map(jnp.asarray, t)    # noqa: E731
+    final = Population(spec, pop.input_dims, pop.hiddens, pop.seeds, dev_tree(params), pop.mask)
+    return TrainResult(final, dev_tree(best), curves, summary, snaps, time.perf_counter() - t0)

@@ -40,6 +40,10 @@ CHOICES = {
                    "reads the heatmaps by eye)",
     "seeds": "model seeds derive from (seed, task, init, input, hidden); the cells share them",
     "batch_size": "32 (the paper does not give it)",
+    "populations": "one population per (task, cell, hidden size), the input sizes and inits padded together: "
+                   "a model computes the same in any population, and one padded to hidden 16 costs several "
+                   "times one of hidden 2-4 (measured: trainability-grid with every size in one population "
+                   "spent most of its time on small models padded to 16)",
     "vanilla": "the first cell of `cells` is the baseline every other cell is compared to",
     "statistic": "counts of successful models pooled over the grid (equal strata: pooling keeps the "
                  "Newcombe interval valid), no pairing by init index across cells or tasks (their seeds "
@@ -107,7 +111,9 @@ def model_seed(seed: int, tag: int, task: str, init: int, e: int, h: int) -> int
 
 
 def grid_shards(cfg: dict, tag: int) -> list[dict]:
-    """One shard per (task, cell): every (input, hidden, init) of the grid in one population."""
+    """One shard per (task, cell, hidden size): every (input, init) of that hidden size in one
+    population (see CHOICES["populations"]); model ids number the (init, input, hidden) models
+    of a (task, cell) in that order."""
     shards = []
     for task in cfg["tasks"]:
         sizes, seeds, init_ids = [], [], []
@@ -118,21 +124,26 @@ def grid_shards(cfg: dict, tag: int) -> list[dict]:
                     seeds.append(model_seed(cfg["seed"], tag, task, i, e, h))
                     init_ids.append(i)
         for cell in cfg["cells"]:
-            shards.append({"task": task, "task_seed": cfg["seed"], "cell": cell,
-                           "init": cfg["init_scheme"], "sizes": sizes, "seeds": seeds,
-                           "init_ids": init_ids, "protocol": cfg["protocol"],
-                           "max_epochs": cfg["max_epochs"], "data_sizes": dict(cfg["data_sizes"])})
-            if cfg.get("lr") is not None:     # only where set: the other grids' shard keys stay as they were
-                shards[-1]["lr"] = float(cfg["lr"])
+            for h in sorted(set(cfg["hiddens"])):
+                ids = [j for j, (_, hj) in enumerate(sizes) if hj == h]
+                shards.append({"task": task, "task_seed": cfg["seed"], "cell": cell,
+                               "init": cfg["init_scheme"], "sizes": [sizes[j] for j in ids],
+                               "seeds": [seeds[j] for j in ids], "init_ids": [init_ids[j] for j in ids],
+                               "model_ids": ids, "protocol": cfg["protocol"],
+                               "max_epochs": cfg["max_epochs"], "data_sizes": dict(cfg["data_sizes"])})
+                if cfg.get("lr") is not None:  # only where set: the other grids' shard keys stay as they were
+                    shards[-1]["lr"] = float(cfg["lr"])
     return shards
 
 
 def accuracy_shard(shard: dict) -> dict[str, pd.DataFrame]:
-    """Train one population; per-model summary (with init index) and per-epoch curves."""
+    """Train one population; per-model summary (with init index) and per-epoch curves, models
+    numbered by the shard's model ids."""
     res, _ = train_population(shard)
+    ids = np.asarray(shard["model_ids"], int)
     summary = res.summary.assign(task=shard["task"], cell=shard["cell"],
-                                 init=np.asarray(shard["init_ids"], int))
-    curves = res.curves.assign(task=shard["task"], cell=shard["cell"])
+                                 init=np.asarray(shard["init_ids"], int), model=ids[res.summary["model"].to_numpy()])
+    curves = res.curves.assign(task=shard["task"], cell=shard["cell"], model=ids[res.curves["model"].to_numpy()])
     return {"summary": summary, "curves": curves}
 
 
@@ -144,6 +155,7 @@ def run_grid(ctx, tag: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     acc = summary[["task", "cell", "input", "hidden", "init", "seed", "n_params", "best_val_acc",
                    "test_acc", "best_epoch", "epochs", "status"]].copy()
     acc["model"] = summary["model"].to_numpy()
+    acc = acc.sort_values(["task", "cell", "model"], kind="stable")
     return acc.reset_index(drop=True), curves
 
 
