@@ -367,3 +367,20 @@ def test_memory_maps_reads_this_process():
     if limit is None:
         pytest.skip("no /proc/self/maps here")
     assert 0 < used < limit
+
+
+def test_reproduce_jobs_match_one_process(tmp_path):
+    """`reproduce --jobs 2` (experiments in two pinned worker processes) computes what one
+    process computes: the same claims, value for value, and a reproduce.json that says so."""
+    outs = {}
+    for jobs in (2, 1):
+        out = tmp_path / f"jobs{jobs}"
+        r = subprocess.run(rnnlab_cmd() + ["reproduce", "--paper", "sterin", "--scale", "tiny", "--out", str(out),
+                                           "--device", "cpu", "--jobs", str(jobs)],
+                           capture_output=True, text=True, env={**_env(), "RNNLAB_JAX_CACHE": "0"}, timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+        repro = json.loads((out / "reproduce.json").read_text())
+        assert repro["jobs"] == jobs
+        assert all(s["status"] == "done" and not s["reused"] for s in repro["experiments"].values())
+        outs[jobs] = {n: json.loads((out / n / "claims.json").read_text()) for n in repro["experiments"]}
+    assert len(outs[2]) == 4 and outs[2] == outs[1]

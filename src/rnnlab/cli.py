@@ -533,23 +533,22 @@ def cmd_reproduce(args) -> int:
     jobs = 1 if args.backend != "local" or args.processes else (args.jobs or default_jobs(platform))
     t0, started = time.perf_counter(), time.time()
     status: dict[str, dict] = {}
-    if jobs > 1 and len(names) > 1:
-        bar = tqdm(total=len(names), desc="reproduce", unit="exp", file=sys.stderr, dynamic_ncols=True,
-                   disable=not _progress_enabled())
-        for name, st in run_parallel(names, args.scale, out, jobs, platform, order=longest_first(names)):
-            status[name] = st
-            if st["status"] == "failed":
-                tqdm.write(f"rnnlab: error: {name}: {st['error']}" if "Traceback" not in st["detail"]
-                           else f"rnnlab: experiment {name} raised:\n{st['detail']}", file=sys.stderr)
-            bar.set_description(name)
-            bar.update(1)
-        bar.close()
-        return _finish_reproduce(args, names, out, status, t0, started, platform, jobs)
+    # built-in experiments run `jobs` at a time in worker processes; any other (a plugin's, one
+    # registered in this process only) runs here afterwards, where it was registered
+    par = [n for n in names if experiments.get(n).__name__.startswith("rnnlab.experiments.")] if jobs > 1 else []
+    par = par if len(par) > 1 else []
+    bar = tqdm(total=len(names), desc="reproduce", unit="exp", file=sys.stderr, dynamic_ncols=True,
+               disable=not _progress_enabled())
+    for name, st in run_parallel(par, args.scale, out, jobs, platform, order=longest_first(par)) if par else ():
+        status[name] = st
+        if st["status"] == "failed":
+            tqdm.write(f"rnnlab: error: {name}: {st['error']}" if "Traceback" not in st["detail"]
+                       else f"rnnlab: experiment {name} raised:\n{st['detail']}", file=sys.stderr)
+        bar.set_description(name)
+        bar.update(1)
     be = _backend(args)
     try:
-        bar = tqdm(names, desc="reproduce", unit="exp", file=sys.stderr, dynamic_ncols=True,
-                   disable=not _progress_enabled())
-        for name in bar:
+        for name in [n for n in names if n not in par]:
             bar.set_description(name)
             t1 = time.perf_counter()
             try:
@@ -566,13 +565,15 @@ def cmd_reproduce(args) -> int:
                 continue
             finally:
                 _release_compiled()
+                bar.update(1)
             verdicts = {c.id: c.verdict for c in res.claims}
             status[name] = {"status": "done", "wall_s": res.wall_s, "reused": res.reused,
                             "run_id": res.run_id, "verdicts": verdicts}
     finally:
+        bar.close()
         if hasattr(be, "close"):
             be.close()
-    return _finish_reproduce(args, names, out, status, t0, started, platform, jobs)
+    return _finish_reproduce(args, names, out, status, t0, started, platform, jobs if par else 1)
 
 
 def _finish_reproduce(args, names, out, status, t0, started, platform, jobs) -> int:

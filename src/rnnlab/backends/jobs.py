@@ -97,12 +97,12 @@ def run_parallel(names: list[str], scale: str, out: str, jobs: int, platform: st
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-#: wall seconds of each built-in experiment at quick scale, one process on 2 cores, cold (the
-#: reproduction of 7 Dec 2026), for the schedule
-QUICK_WALL_S = {"trainability-grid": 58, "random-landscape": 52, "perturbation": 45, "gated-cells": 45,
-                "capacity-inits": 41, "update-cosine": 25, "lyapunov": 18, "capacity-bits": 17,
-                "discrepancy": 12, "fixed-points": 12, "state-trajectories": 11, "word-geometry": 10,
-                "embedded-reber": 9, "reber": 5, "gradient-distribution": 4}
+#: wall seconds of each built-in experiment at quick scale in one worker on one core, cold
+#: (reproductions of 7 Dec 2026), for the schedule
+QUICK_WALL_S = {"gated-cells": 100, "trainability-grid": 88, "random-landscape": 84, "perturbation": 67,
+                "capacity-inits": 63, "discrepancy": 50, "reber": 45, "update-cosine": 37, "lyapunov": 32,
+                "capacity-bits": 23, "fixed-points": 17, "state-trajectories": 16, "word-geometry": 15,
+                "embedded-reber": 14, "gradient-distribution": 11}
 
 
 def longest_first(names: list[str]) -> list[str]:

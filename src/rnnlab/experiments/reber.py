@@ -60,8 +60,10 @@ CHOICES = {
     "data": "250 train strings (paper) + 250 validation + 250 test strings from their own streams",
     "heatmaps": "output heatmaps show the softmax of the linear outputs (the paper's reading); the "
                 "model drawn is the best seed (highest validation rate, then lowest seed)",
-    "quick": "quick scale: 8 seeds, SGD lr 0.05 (50x the paper's 1e-3) for at most 8 epochs, because "
-             "lr 1e-3 needs hundreds of epochs; the paper scale keeps lr 1e-3 and 1000 epochs",
+    "quick": "quick scale: the paper's protocol (SGD lr 1e-3, one string at a time, up to 1000 epochs, "
+             "halving and stopping as the authors' code) with 16 seeds (paper scale 20). An earlier quick "
+             "scale trained 8 epochs at lr 0.05: 8 of 8 seeds succeeded there, against 2 of 8 (and 28 of 64) "
+             "with the paper's protocol",
     "tiny": "tiny scale (tests only): 3 seeds, 60/40/40 strings, 2 epochs",
 }
 
@@ -75,7 +77,7 @@ def default_config(scale: str) -> dict:
            "data_sizes": {"train": 250, "val": 250, "test": 250}, "success_acc": 0.95,
            "min_success_rate": 0.1, "strings": list(REBER_STRINGS), "dtype": "float32"}
     if scale == "quick":
-        cfg.update(inits=8, lr=0.05, max_epochs=8)
+        cfg.update(inits=16)
     elif scale == "tiny":
         cfg.update(inits=3, lr=0.05, max_epochs=2, data_sizes={"train": 60, "val": 40, "test": 40},
                    strings=REBER_STRINGS[:2])
