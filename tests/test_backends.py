@@ -181,7 +181,7 @@ def test_ray_experiment_tables_equal_local(both_runs):
     ray_info = json.loads((ray_res.out_dir / "run.json").read_text())
     assert ray_info["run_id"] == local_info["run_id"] == ray_res.run_id
     assert (ray_info["backend"], local_info["backend"]) == ("ray", "local")
-    assert ray_info["shards_computed"] == local_info["shards_computed"] == 4
+    assert ray_info["shards_computed"] == local_info["shards_computed"] == 8     # task x cell x hidden
     names = sorted(p.name for p in local_dir.glob("*.parquet"))
     assert names == sorted(p.name for p in ray_res.out_dir.glob("*.parquet")) and names
     for n in names:
@@ -243,7 +243,7 @@ def test_plugin_cell_on_ray_equals_local_worker_processes(plugin_runs):
     ray_dir, proc_dir = plugin_runs["ray"], plugin_runs["processes"]
     info = [json.loads((d / "run.json").read_text()) for d in (ray_dir, proc_dir)]
     assert [i["backend"] for i in info] == ["ray", "local"] and info[0]["run_id"] == info[1]["run_id"]
-    assert info[0]["shards_computed"] == info[1]["shards_computed"] == 2
+    assert info[0]["shards_computed"] == info[1]["shards_computed"] == 4         # cell x hidden
     acc = pd.read_parquet(ray_dir / "accuracy.parquet")
     assert set(acc.cell) == {"rnn-tanh", "scaled-tanh"}
     for n in sorted(p.name for p in ray_dir.glob("*.parquet")):

@@ -113,6 +113,7 @@ def test_compacting_stopped_models_changes_nothing(first_small, monkeypatch):
     lr = np.where(np.isin(seeds, [3, 7, 20, 21, 30, 39]), 1e-2, 1e-7)
     prot = MEHTA.with_(patience=None)
     monkeypatch.setattr(tr, "COMPACT_MIN_EPOCHS_LEFT", 3)   # compact during epochs 2 (8 models) and 3 ...
+    monkeypatch.setattr(tr, "COMPACT_WASTE", 0)             # ... as soon as the sizes allow
     sizes = []
     real = tr.run_epoch
     tr.run_epoch = lambda *a, **k: sizes.append(int(np.shape(a[7])[0])) or real(*a, **k)
@@ -133,6 +134,28 @@ def test_compacting_stopped_models_changes_nothing(first_small, monkeypatch):
             np.testing.assert_allclose(x, y, rtol=0, atol=1e-12)
 
 
+def test_compaction_waits_until_the_stopped_slots_pay_for_a_compilation(first_small, monkeypatch):
+    """Ski rental: a population compacts only once the slots computed for stopped models since
+    the layout last changed reach COMPACT_WASTE model-batches; a short run never compacts."""
+    from rnnlab.engine import train as tr
+    spec = ModelSpec(cell="gru", dtype="float64")
+    seeds = np.arange(40)
+    lr = np.where(np.isin(seeds, [3, 7, 20, 21, 30, 39]), 1e-2, 1e-7)    # 34 stop after epoch 1
+    nb = -(-len(first_small["train"]) // MEHTA.batch_size)
+    monkeypatch.setattr(tr, "COMPACT_MIN_EPOCHS_LEFT", 1)
+    real = tr.run_epoch
+    for waste, want in ((34 * nb, [40, 8, 8, 8]), (34 * nb + 1, [40, 40, 8, 8]), (10**9, [40, 40, 40, 40])):
+        monkeypatch.setattr(tr, "COMPACT_WASTE", waste)
+        sizes = []
+        tr.run_epoch = lambda *a, **k: sizes.append(int(np.shape(a[7])[0])) or real(*a, **k)
+        try:
+            train(make_population(spec, 4, 4, seeds), MEHTA.with_(patience=None), first_small, lr=lr,
+                  max_epochs=4, progress=False)
+        finally:
+            tr.run_epoch = real
+        assert sizes == want, (waste, sizes)
+
+
 def test_compacted_small_runners_are_cut_to_their_own_padding(first_small, monkeypatch):
     """In a population of mixed sizes whose last runners are small, the compacted epochs run in
     the layout of the largest running model (here 2x2 instead of 4x4): every curve, status, best
@@ -145,6 +168,7 @@ def test_compacted_small_runners_are_cut_to_their_own_padding(first_small, monke
     lr = np.where(np.isin(seeds, runners), 1e-2, 1e-7)
     prot = MEHTA.with_(patience=None)
     monkeypatch.setattr(tr, "COMPACT_MIN_EPOCHS_LEFT", 3)
+    monkeypatch.setattr(tr, "COMPACT_WASTE", 0)                # compact as soon as the sizes allow
     calls = []
     real = tr.run_epoch
     tr.run_epoch = lambda *a, **k: calls.append((int(np.shape(a[7])[0]), a[2])) or real(*a, **k)

@@ -27,7 +27,7 @@ def test_until_decided_reuses_every_finished_model(tmp_path):
     plain = E.run("capacity-inits", scale="tiny", out=tmp_path, progress=False)
     res = base.run_until_decided("capacity-inits", budget_s=600, max_rounds=2, scale="tiny", out=tmp_path,
                                  progress=False)
-    n_shards = len(plain.config["tasks"]) * len(plain.config["cells"])
+    n_shards = len(plain.config["tasks"]) * len(plain.config["cells"]) * len(set(plain.config["hiddens"]))
     if res.config["rounds"] == 2:          # something was undecided after round 1: a second round ran
         assert res.shards_reused == n_shards and res.shards_computed == n_shards
         acc = res.tables["accuracy"]
