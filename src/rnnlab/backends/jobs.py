@@ -20,10 +20,11 @@ import multiprocessing
 import os
 import time
 import traceback
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 
 from ..errors import RnnlabError
-from . import worker
+from . import local, worker
 from .local import _cores
 
 
@@ -38,25 +39,16 @@ def default_jobs(device: str) -> int:
     return max(1, min(4, len(_cores()) or 1))
 
 
-def _init(cores, setup, platform) -> None:
-    """Worker initializer: its cores before JAX starts, no progress bars (the driver shows
-    one), the driver's device, plugins and compilation cache."""
-    mine = cores.get()
-    if mine:
-        os.sched_setaffinity(0, set(mine))
-    os.environ["RNNLAB_PROGRESS"] = "0"
-    os.environ.setdefault("MPLBACKEND", "Agg")
-    if platform == "cpu":
-        os.environ["JAX_PLATFORMS"] = "cpu"
-    worker.prepare(setup)
-
-
 def _run_one(name: str, scale: str, out: str) -> dict:
-    """One experiment in this worker: its status for reproduce.json (never raises)."""
+    """One experiment in a worker process started by local._init_worker (its cores, no progress
+    bars, the driver's device, plugins and compilation cache): its status for reproduce.json
+    (never raises)."""
     from .. import experiments
     from .._jaxcfg import float64
     t0 = time.perf_counter()
     try:
+        if local._SETUP_ERROR:            # the worker could not load the driver's plugins
+            raise local._SETUP_ERROR[0]
         with float64():
             res = experiments.run(name, scale=scale, out=out, backend="local", progress=False)
     except Exception as e:  # noqa: BLE001 - one broken experiment must not stop the others
@@ -82,17 +74,11 @@ def run_parallel(names: list[str], scale: str, out: str, jobs: int, platform: st
     for share in shares:
         queue.put(share)
     todo = list(order or names)
-    pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init,
-                               initargs=(queue, worker.setup(), platform))
-    running = {}
+    pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=local._init_worker,
+                               initargs=(queue, worker.setup(), platform == "cpu"))
     try:
-        while todo or running:
-            while todo and len(running) < jobs:
-                name = todo.pop(0)
-                running[pool.submit(_run_one, name, scale, str(out))] = name
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for f in done:
-                yield running.pop(f), f.result()
+        for i, status in local._yield_as_done(pool, partial(_run_one, scale=scale, out=str(out)), todo, jobs):
+            yield todo[i], status
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
