@@ -62,12 +62,24 @@ def disc():
 
 
 def test_discrepancy_runs_and_baseline_agrees_in_shape(disc):
-    _check(disc, "discrepancy", 3, ["rnnlab_s", "numpy_est_s", "ratio"])
+    _check(disc, "discrepancy", 3, ["rnnlab_s", "numpy_est_s", "ratio", "numpy_vec_s", "ratio_vec"])
     d = discrepancy.numpy_loop("gru-s", 4, [1, 3], 2)
     assert d.shape == (2, 2, 4) and (d[:, :, 0] > 0).all()
     last = discrepancy.numpy_loop("gru-s", 4, [1, 3], 2, record_all=False)     # same draws, only l = 4
     np.testing.assert_array_equal(last[..., 3], d[..., 3])
     assert (last[..., :3] == 0).all()
+
+
+@pytest.mark.parametrize("cell", ["rnn-sigmoid", "gru-s"])
+def test_vectorised_numpy_peer_equals_the_loop(cell):
+    """The strong peer computes what the per-draw loop computes, given the loop's parameters."""
+    ks, draws, g = [1, 3], 3, 1 if cell == "rnn-sigmoid" else 3
+    rng, params = np.random.default_rng(0), {}
+    for k in ks:                                   # the loop's draw order: per k, per draw, U then W
+        uw = [(rng.standard_normal((g * k, 2)), rng.standard_normal((g * k, k))) for _ in range(draws)]
+        params[k] = (np.stack([u for u, _ in uw]), np.stack([w for _, w in uw]))
+    np.testing.assert_allclose(discrepancy.numpy_vectorized(cell, 5, ks, draws, params=params),
+                               discrepancy.numpy_loop(cell, 5, ks, draws), rtol=1e-12, atol=1e-14)
 
 
 def test_random_landscape_runs():

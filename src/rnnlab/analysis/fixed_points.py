@@ -35,7 +35,7 @@ import optax
 import pandas as pd
 
 from .. import cells as cell_registry
-from .._jaxcfg import x64
+from .._jaxcfg import jit, x64
 
 KINDS = ("fixed", "slow")
 STABILITY = ("stable", "marginal", "unstable")
@@ -47,7 +47,7 @@ def _f64(tree):
     return jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), tree)
 
 
-@partial(jax.jit, static_argnames=("step", "steps", "newton_steps", "n_iterate", "iterate_steps"))
+@partial(jit, static_argnames=("step", "steps", "newton_steps", "n_iterate", "iterate_steps"))
 def _solve(step, params, x, starts, lr, steps: int, newton_steps: int, n_iterate: int, iterate_steps: int):
     """The one compiled call. params: tree with a leading batch axis B; x [B, in];
     starts [B, S, state]. Returns h [B, S, state] (minimum reached from each start), q [B, S],

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from .. import cells as cell_registry
-from .._jaxcfg import x64
+from .._jaxcfg import jit, x64
 
 
 @x64
@@ -42,7 +42,7 @@ def spectrum(cell_name: str, p_cell: dict, xs: jnp.ndarray, burn_in: int = 50) -
 
 
 @x64
-@partial(jax.jit, static_argnames=("cell_name", "burn_in"))
+@partial(jit, static_argnames=("cell_name", "burn_in"))
 def population_spectra(cell_name: str, p_cells: dict, xs: jnp.ndarray, burn_in: int = 50) -> jnp.ndarray:
     """Spectra [M, n_seq, state] for stacked cell parameters [M, ...] and inputs [M, n_seq, T, in]."""
     per_model = jax.vmap(lambda p, x: spectrum(cell_name, p, x, burn_in), in_axes=(None, 0))

@@ -36,6 +36,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from .. import _jaxcfg
+from .._jaxcfg import jit
 from ..cells import base as cb
 from . import model as mdl
 from .protocols import Protocol
@@ -64,7 +66,7 @@ def _rounds(n: int) -> int:
     return int(np.ceil(3 * np.log(max(1, n)) / np.log(np.iinfo(np.uint32).max)))
 
 
-@partial(jax.jit, static_argnames=("n", "rounds"))
+@partial(jit, static_argnames=("n", "rounds"))
 def _order_bits(keys, epoch, n: int, rounds: int):
     def one(k):
         k = jax.random.fold_in(k, epoch)
@@ -222,15 +224,24 @@ _STATIC = ("spec", "protocol", "hmax", "n_batches", "positions", "full_length")
 _JITS: dict = {}
 _JITS_LOCK = threading.Lock()
 
+#: populations of at most this many models compile the kernel with XLA's fusion emitters off
+#: (:data:`rnnlab._jaxcfg.CPU_OPTIONS`). Measured (one core, cold, GRU(4,4), one Mehta epoch of
+#: First): compile 4.1 -> 2.8 s at M=4 and 5.0 -> 3.5 s at M=64, epoch +16% at M=16 and M=64;
+#: a small population stops within tens of epochs, so the compile it saves outweighs what it
+#: loses (trainability-grid at quick, one core: 72 -> 55 s), a large one runs long enough to lose.
+FAST_COMPILE_MAX_MODELS = 16
+
 
 def lane_epoch(*args, **kw):
     """The compiled :func:`_epoch` (with the CPU compiler options on a CPU backend)."""
     backend = jax.default_backend()
+    m = int(np.shape(args[7] if len(args) > 7 else kw["lr"])[0])
+    fast = backend == "cpu" and m <= FAST_COMPILE_MAX_MODELS
     with _JITS_LOCK:
-        if backend not in _JITS:
-            opts = CPU_OPTIONS if backend == "cpu" else None
-            _JITS[backend] = jax.jit(_epoch, static_argnames=_STATIC, compiler_options=opts)
-        fn = _JITS[backend]
+        if (backend, fast) not in _JITS:
+            opts = (dict(CPU_OPTIONS, **(_jaxcfg.CPU_OPTIONS if fast else {}))) if backend == "cpu" else None
+            _JITS[backend, fast] = jax.jit(_epoch, static_argnames=_STATIC, compiler_options=opts)
+        fn = _JITS[backend, fast]
     return fn(*args, **kw)
 
 

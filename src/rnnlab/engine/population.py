@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._jaxcfg import x64
+from .._jaxcfg import jit, x64
 from ..errors import ConfigError
 from . import model as mdl
 from .model import ModelSpec
@@ -204,7 +204,7 @@ def at_positions(data: dict, positions: tuple | None) -> dict:
 
 
 @x64
-@partial(jax.jit, static_argnames=("spec", "loss", "hmax", "chunk", "positions", "full_length"))
+@partial(jit, static_argnames=("spec", "loss", "hmax", "chunk", "positions", "full_length"))
 def evaluate(spec, loss, hmax, params, mask, data, chunk: int = 0, positions: tuple | None = None,
              full_length: bool = False):
     """Per-model (mean loss, accuracy) on a whole data set. data: dict of device arrays
@@ -224,7 +224,7 @@ def evaluate(spec, loss, hmax, params, mask, data, chunk: int = 0, positions: tu
 
 
 @x64
-@partial(jax.jit, static_argnames=("spec", "loss", "hmax", "bounds", "positions", "full_length"))
+@partial(jit, static_argnames=("spec", "loss", "hmax", "bounds", "positions", "full_length"))
 def evaluate_segments(spec, loss, hmax, params, mask, data, bounds: tuple, positions: tuple | None = None,
                       full_length: bool = False):
     """:func:`evaluate` of several data sets at once: `data` is their concatenation along the

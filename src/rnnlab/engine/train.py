@@ -27,7 +27,7 @@ import numpy as np
 import optax
 import pandas as pd
 
-from .._jaxcfg import x64
+from .._jaxcfg import jit, x64
 from ..progress import progress_bar
 from ..errors import ConfigError
 from . import lanes
@@ -60,7 +60,7 @@ def _all_finite(tree):
 
 
 @x64
-@partial(jax.jit, static_argnames=("spec", "protocol", "hmax", "n_batches", "positions", "full_length"))
+@partial(jit, static_argnames=("spec", "protocol", "hmax", "n_batches", "positions", "full_length"))
 def train_epoch(spec, protocol: Protocol, hmax: int, n_batches: int,
                 params, opt_state, mask, lr, active, keys, epoch, data, positions: tuple | None = None,
                 full_length: bool = False):
@@ -344,7 +344,7 @@ def _scatter(tree, sub, real, n):
     return jax.tree_util.tree_map(one, tree, sub)
 
 
-@jax.jit
+@jit
 def _order_keys(seeds):
     """Every model's batch-order key: PRNGKey(seed) folded with 7 (the init stream uses the
     seed itself)."""

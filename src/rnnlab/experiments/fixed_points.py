@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from .._jaxcfg import jit
 from ..analysis import stats
 from ..analysis.claims import Claim, Declaration, threshold_claim
 from ..analysis.fixed_points import find_fixed_points_batch, sample_starts
@@ -139,7 +140,7 @@ def _seeds(cfg, cell: str) -> list[int]:
 # ----------------------------------------------------------------------------- shard
 
 
-@partial(jax.jit, static_argnames=("spec", "hmax"))
+@partial(jit, static_argnames=("spec", "hmax"))
 def _states_all(spec, hmax, params, tokens, lengths):
     """States [M, N, T, state] and readout logits [M, N, T, out] for every model."""
     def one_model(p):

@@ -28,6 +28,7 @@ import pandas as pd
 
 from scipy.stats import ks_2samp
 
+from .._jaxcfg import jit
 from ..analysis import stats
 from ..analysis.claims import Claim, Declaration
 from ..engine.population import make_population, sequence_loss
@@ -97,7 +98,7 @@ def validate(cfg: dict) -> None:
 # ----------------------------------------------------------------------------- gradients
 
 
-@partial(jax.jit, static_argnames=("spec", "loss", "hmax"))
+@partial(jit, static_argnames=("spec", "loss", "hmax"))
 def per_example_abs_grads(spec, loss: str, hmax: int, params, data: dict):
     """|d loss(string) / d theta| for every model (leading axis of params), every string and
     every parameter: [M, N, P] (tensors in sorted tree order)."""

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from .._jaxcfg import jit
 from ..analysis import stats
 from ..analysis.claims import Claim, Declaration
 from ..cells import init as inits
@@ -169,7 +170,7 @@ def training_shard(cfg: dict, cell: str, task: str) -> dict:
 # ----------------------------------------------------------------------------- shard
 
 
-@partial(jax.jit, static_argnames=("spec", "hmax"))
+@partial(jit, static_argnames=("spec", "hmax"))
 def population_outputs(spec, hmax: int, params, mask, tokens, lengths):
     """(outputs [M, N, T, n_out], hidden [M, N, T, hmax]) of every model on every sequence."""
     def one(p, m):

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from .. import tasks as tasks_mod
+from .._jaxcfg import jit
 from ..analysis import stats
 from ..analysis.claims import Declaration
 from ..engine import model as mdl
@@ -176,7 +177,7 @@ def word_sign(w) -> int:
     return 1 if w in POS else -1 if w in NEG else 0
 
 
-@partial(jax.jit, static_argnames=("spec", "hmax"))
+@partial(jit, static_argnames=("spec", "hmax"))
 def probe(spec, hmax: int, params, tokens):
     """(outputs [M, S, T, n_out], hidden [M, S, T, hmax]) of every model on every sequence."""
     def one_model(p):
