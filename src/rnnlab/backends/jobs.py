@@ -85,10 +85,10 @@ def run_parallel(names: list[str], scale: str, out: str, jobs: int, platform: st
 
 #: wall seconds of each built-in experiment at quick scale in one worker on one core, cold
 #: (reproductions of 7 Dec 2026), for the schedule
-QUICK_WALL_S = {"gated-cells": 100, "trainability-grid": 88, "random-landscape": 84, "perturbation": 67,
-                "capacity-inits": 63, "discrepancy": 50, "reber": 45, "update-cosine": 37, "lyapunov": 32,
-                "capacity-bits": 23, "fixed-points": 17, "state-trajectories": 16, "word-geometry": 15,
-                "embedded-reber": 14, "gradient-distribution": 11}
+QUICK_WALL_S = {"trainability-grid": 125, "random-landscape": 68, "perturbation": 75, "gated-cells": 56,
+                "discrepancy": 55, "capacity-inits": 46, "reber": 33, "update-cosine": 30, "lyapunov": 19,
+                "capacity-bits": 15, "fixed-points": 11, "state-trajectories": 11, "word-geometry": 10,
+                "embedded-reber": 10, "gradient-distribution": 9}
 
 
 def longest_first(names: list[str]) -> list[str]:
