@@ -57,9 +57,9 @@ CHOICES = {
     "majority": "both claims hold when the exact 95% interval of the fraction of qualifying models lies above "
                 "1/2 and fail when it lies below; min effect 0.3 (a fraction of 0.8 or 0.2) for the sample size",
     "batch_size": "32 (the paper does not give it)",
-    "n_inits": "32 inits at both scales (the paper trained 10): stop-not-null-rnn-tanh is a fraction over the "
+    "n_inits": "32 inits at both scales (the paper scale had 10): stop-not-null-rnn-tanh is a fraction over the "
              "qualifying models and 10 (9 qualifying: 0.556 [0.212, 0.863]) or 8 inits left it undecided; 32 decide it "
-             "(0.7 [0.506, 0.853] on seed 0, holds on seed 1 too), at ~28 s on one core; the paper trained one model per cell",
+             "(0.7 [0.506, 0.853] on seed 0, holds on seed 1 too), at ~28 s on one core",
     "quick": "quick scale = paper scale: 32 inits trained with the paper's full M protocol (8000/2000/3000 sequences, Adam 1e-3, Mehta's stopping rule, up to 150 epochs)",
     "tiny": "tiny scale (tests only): input 4 x hidden 4 (figures show the first 2 coordinates), 8 inits, "
             "300/200/200 sequences, 2 epochs, min_val_acc 0",
