@@ -31,3 +31,12 @@ def test_cpu_options_are_per_program_and_merged():
     np.testing.assert_array_equal(g(jnp.ones(3), n=2), _f(jnp.ones(3), 2))
     if jax.default_backend() == "cpu":
         assert g._cache_size() == 1
+    plain = jit(_f, cpu_options={"xla_cpu_prefer_vector_width": 512}, fast_compile=False, static_argnames=("n",))
+    assert plain._cpu == {"xla_cpu_prefer_vector_width": 512}
+    np.testing.assert_array_equal(plain(jnp.ones(3), n=2), _f(jnp.ones(3), 2))
+
+
+def test_lane_kernel_picks_its_options_by_population_size():
+    from rnnlab.engine import lanes
+    assert lanes._SMALL._cpu == dict(lanes.CPU_OPTIONS, **_jaxcfg.CPU_OPTIONS)
+    assert lanes._LARGE._cpu == lanes.CPU_OPTIONS

@@ -89,9 +89,9 @@ class _BackendJit:
     the CPU, with no options elsewhere (one jitted function per backend). Called inside another
     jit (tracer arguments) it is a plain ``jax.jit``: XLA takes options at the top level only."""
 
-    def __init__(self, fun, kw, cpu_options=None):
+    def __init__(self, fun, kw, cpu_options=None, fast_compile=True):
         self._fun, self._kw, self._jits, self._lock = fun, kw, {}, threading.Lock()
-        self._cpu = dict(CPU_OPTIONS, **(cpu_options or {}))
+        self._cpu = dict(CPU_OPTIONS if fast_compile else {}, **(cpu_options or {}))
         self._plain = None
         functools.update_wrapper(self, fun)
 
@@ -121,10 +121,10 @@ class _BackendJit:
         return sum(f._cache_size() for f in self._jits.values())
 
 
-def jit(fun=None, *, cpu_options: dict | None = None, **kw):
-    """``jax.jit`` with rnnlab's XLA:CPU compiler options (:data:`CPU_OPTIONS`, updated with
-    `cpu_options`) on a CPU backend; usable as ``@jit``, ``@partial(jit, static_argnames=...)``
-    or ``jit(f, ...)``."""
+def jit(fun=None, *, cpu_options: dict | None = None, fast_compile: bool = True, **kw):
+    """``jax.jit`` with rnnlab's XLA:CPU compiler options (:data:`CPU_OPTIONS`, unless
+    `fast_compile` is False, updated with `cpu_options`) on a CPU backend; usable as ``@jit``,
+    ``@partial(jit, static_argnames=...)`` or ``jit(f, ...)``."""
     if fun is None:
-        return functools.partial(jit, cpu_options=cpu_options, **kw)
-    return _BackendJit(fun, kw, cpu_options)
+        return functools.partial(jit, cpu_options=cpu_options, fast_compile=fast_compile, **kw)
+    return _BackendJit(fun, kw, cpu_options, fast_compile)

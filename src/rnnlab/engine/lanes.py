@@ -36,7 +36,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .. import _jaxcfg
 from .._jaxcfg import jit
 from ..cells import base as cb
 from . import model as mdl
@@ -221,8 +220,6 @@ def _epoch(spec, protocol: Protocol, hmax: int, n_batches: int, params, opt_stat
 
 
 _STATIC = ("spec", "protocol", "hmax", "n_batches", "positions", "full_length")
-_JITS: dict = {}
-_JITS_LOCK = threading.Lock()
 
 #: populations of at most this many models compile the kernel with XLA's fusion emitters off
 #: (:data:`rnnlab._jaxcfg.CPU_OPTIONS`). Measured (one core, cold, GRU(4,4), one Mehta epoch of
@@ -230,19 +227,14 @@ _JITS_LOCK = threading.Lock()
 #: a small population stops within tens of epochs, so the compile it saves outweighs what it
 #: loses (trainability-grid at quick, one core: 72 -> 55 s), a large one runs long enough to lose.
 FAST_COMPILE_MAX_MODELS = 16
+_SMALL = jit(_epoch, static_argnames=_STATIC, cpu_options=CPU_OPTIONS)
+_LARGE = jit(_epoch, static_argnames=_STATIC, cpu_options=CPU_OPTIONS, fast_compile=False)
 
 
 def lane_epoch(*args, **kw):
     """The compiled :func:`_epoch` (with the CPU compiler options on a CPU backend)."""
-    backend = jax.default_backend()
     m = int(np.shape(args[7] if len(args) > 7 else kw["lr"])[0])
-    fast = backend == "cpu" and m <= FAST_COMPILE_MAX_MODELS
-    with _JITS_LOCK:
-        if (backend, fast) not in _JITS:
-            opts = (dict(CPU_OPTIONS, **(_jaxcfg.CPU_OPTIONS if fast else {}))) if backend == "cpu" else None
-            _JITS[backend, fast] = jax.jit(_epoch, static_argnames=_STATIC, compiler_options=opts)
-        fn = _JITS[backend, fast]
-    return fn(*args, **kw)
+    return (_SMALL if m <= FAST_COMPILE_MAX_MODELS else _LARGE)(*args, **kw)
 
 
 # ----------------------------------------------------------------------------- which cells
