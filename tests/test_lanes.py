@@ -63,19 +63,33 @@ def test_permutations_are_jax_random_permutation():
         np.testing.assert_array_equal(ours, theirs)
 
 
-def test_cells_that_do_not_trace_fall_back(monkeypatch):
+@pytest.fixture
+def bare():
+    """A plugin-like cell written with a bare ``@`` (registered for the test's duration)."""
+    from dataclasses import replace
+    rnn = CELLS["rnn-tanh"]
+
+    def proj(p, h, xi):
+        return jnp.tanh(xi + p["W_hh"] @ h)
+    CELLS["rnn-bare-matmul"] = replace(rnn, name="rnn-bare-matmul", step_proj=proj,
+                                       step=cb.split_step(rnn.input_proj, proj))
+    yield "rnn-bare-matmul"
+    del CELLS["rnn-bare-matmul"]
+
+
+def test_cells_that_do_not_trace_fall_back(monkeypatch, bare):
     from rnnlab.experiments.common import model_spec
-    for name in ("rnn-tanh", "gru", "lstm"):
+    for name in ("rnn-tanh", "gru", "lstm", "gru-s"):
         assert tr.engine_kind(model_spec("first", name, "torch", "float32"), 4) == "lanes"
-    # a bare `@` (gru-s) does not trace with trailing batch axes: the models-first epoch runs it
-    assert tr.engine_kind(model_spec("first", "gru-s", "torch", "float32"), 4) == "vmap"
+    # a bare `@` does not trace with trailing batch axes: the models-first epoch runs it
+    assert tr.engine_kind(model_spec("first", bare, "torch", "float32"), 4) == "vmap"
     # auto: the lane kernel only where it was measured faster (padded hidden <= LANES_MAX_HIDDEN)
     big = tr.LANES_MAX_HIDDEN * 2
     assert tr.engine_kind(model_spec("first", "gru", "torch", "float32"), big) == "vmap"
     monkeypatch.setenv("RNNLAB_ENGINE", "lanes")
     assert tr.engine_kind(model_spec("first", "gru", "torch", "float32"), big) == "lanes"
     with pytest.raises(ConfigError, match="lane kernel"):
-        tr.engine_kind(model_spec("first", "gru-s", "torch", "float32"), 4)
+        tr.engine_kind(model_spec("first", bare, "torch", "float32"), 4)
     monkeypatch.setenv("RNNLAB_ENGINE", "vmap")
     assert tr.engine_kind(model_spec("first", "gru", "torch", "float32"), 4) == "vmap"
     monkeypatch.setenv("RNNLAB_ENGINE", "fast")

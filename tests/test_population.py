@@ -93,6 +93,20 @@ def test_mehta_protocol_stops_on_patience_and_keeps_best(first_small):
         assert c.lr[t] == pytest.approx(c.lr[t - 1] / (2 if dropped else 1))
 
 
+def test_test_accuracy_is_that_of_the_best_checkpoint(first_small):
+    """test is measured once, on each model's best checkpoint: it equals measuring that
+    checkpoint's parameters on the test split directly."""
+    from rnnlab.engine.population import evaluate
+    from rnnlab.engine.train import device_data
+    spec = ModelSpec(cell="gru")
+    res = train(make_population(spec, 2, 2, [1, 2, 3]), MEHTA, first_small, max_epochs=6, progress=False)
+    assert (res.summary.best_epoch > 0).all() and "test_acc" not in res.curves
+    _, acc = evaluate(spec, "xent", res.population.hmax, res.best_params, res.population.mask,
+                      device_data(first_small["test"], spec.jdtype))
+    np.testing.assert_allclose(res.summary.test_acc, np.asarray(acc, float), rtol=0, atol=1e-6)
+    assert res.summary.test_acc.nunique() > 1
+
+
 def test_sterin_protocol_on_reber_runs_and_learns():
     data = tasks.splits("reber", 0, {"train": 60, "val": 60})
     spec = ModelSpec(cell="rnn-sigmoid", vocab=7, n_outputs=7, embed=False, out_bias=False, init="normal")
@@ -127,7 +141,7 @@ def test_compacting_stopped_models_changes_nothing(first_small, monkeypatch):
     assert (on.summary.status == off.summary.status).all()
     assert set(on.summary.status) == {"min_lr", "max_epochs"}
     np.testing.assert_array_equal(on.summary.epochs, off.summary.epochs)
-    for col in ("val_acc", "val_loss", "loss", "train_acc", "test_acc", "lr"):
+    for col in ("val_acc", "val_loss", "loss", "train_acc", "lr"):
         np.testing.assert_allclose(on.curves[col].to_numpy(float), off.curves[col].to_numpy(float), rtol=0, atol=1e-12)
     for a, b in ((on.population.params, off.population.params), (on.best_params, off.best_params)):
         for x, y in zip(_leaves(a), _leaves(b)):
@@ -180,7 +194,7 @@ def test_compacted_small_runners_are_cut_to_their_own_padding(first_small, monke
                 compact=False)
     assert calls == [(24, 4), (4, 2), (4, 2), (4, 2)], calls   # (models, padded hidden) per epoch
     assert (on.summary.status == off.summary.status).all()
-    for col in ("val_acc", "val_loss", "loss", "train_acc", "test_acc", "lr"):
+    for col in ("val_acc", "val_loss", "loss", "train_acc", "lr"):
         np.testing.assert_allclose(on.curves[col].to_numpy(float), off.curves[col].to_numpy(float), rtol=0, atol=1e-12)
     for a, b in ((on.population.params, off.population.params), (on.best_params, off.best_params)):
         for x, y in zip(_leaves(a), _leaves(b)):

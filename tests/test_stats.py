@@ -227,3 +227,22 @@ def test_peeking_after_every_round_keeps_the_error_rate():
 def test_round_sizes_are_fixed_in_advance():
     assert S.round_sizes(30, 4) == [30, 30, 60, 120]
     assert S.look_level(0.95, 1) == 0.95 and S.look_level(0.95, 4) == pytest.approx(0.9875)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_sorted_sample_shortcuts_equal_scipy_and_numpy(ties):
+    """ks_distance_sorted is ks_2samp's statistic; histogram_sorted is np.histogram (last bin
+    closed, out-of-range values dropped), on sorted samples, ties included."""
+    from scipy.stats import ks_2samp
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        a = rng.lognormal(0, 1, rng.integers(1, 400))
+        b = rng.lognormal(0.3, 1.2, rng.integers(1, 400))
+        if ties:
+            a, b = np.round(a, 1), np.round(b, 1)
+        a, b = np.sort(a), np.sort(b)
+        assert S.ks_distance_sorted(a, b) == pytest.approx(ks_2samp(a, b).statistic, abs=1e-15)
+        for edges in (np.linspace(0, 4, 41), np.linspace(0, 0.5, 9), np.array([0.0, 1.0, 1.0 + 1e-12, 3.0])):
+            np.testing.assert_array_equal(S.histogram_sorted(a, edges), np.histogram(a, bins=edges)[0])
+        np.testing.assert_array_equal(S.histogram_sorted(np.array([0.0, 4.0, 4.0]), np.linspace(0, 4, 5)),
+                                      [1, 0, 0, 2])

@@ -88,7 +88,7 @@ def run_parallel(names: list[str], scale: str, out: str, jobs: int, platform: st
 QUICK_WALL_S = {"trainability-grid": 125, "random-landscape": 68, "perturbation": 75, "gated-cells": 56,
                 "discrepancy": 55, "capacity-inits": 46, "reber": 33, "update-cosine": 30, "lyapunov": 19,
                 "capacity-bits": 15, "fixed-points": 11, "state-trajectories": 11, "word-geometry": 28,
-                "embedded-reber": 10, "gradient-distribution": 9}
+                "embedded-reber": 50, "gradient-distribution": 12}
 
 
 def longest_first(names: list[str]) -> list[str]:

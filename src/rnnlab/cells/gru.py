@@ -8,7 +8,7 @@ gru-s : Sterin et al. section II.B; gate blocks z, r, h; the reset gate scales h
 import jax
 import jax.numpy as jnp
 
-from .base import Cell, Param, input_linear, linear, split_step
+from .base import Cell, Param, input_linear, linear, matvec, split_step
 
 _PARAMS = {
     "W_ih": Param(("gh", "in"), "w_in"),
@@ -37,9 +37,9 @@ def gru_s_proj(p, h, gi):
         b_z, b_r, b_h = jnp.split(p["b_hh"], 3)
     else:
         b_z = b_r = b_h = 0.0
-    z = jax.nn.sigmoid(i_z + W_z @ h + b_z)
-    r = jax.nn.sigmoid(i_r + W_r @ h + b_r)
-    hc = jnp.tanh(i_h + W_h @ (r * h) + b_h)
+    z = jax.nn.sigmoid(i_z + matvec(W_z, h) + b_z)
+    r = jax.nn.sigmoid(i_r + matvec(W_r, h) + b_r)
+    hc = jnp.tanh(i_h + matvec(W_h, r * h) + b_h)
     return (1.0 - z) * hc + z * h
 
 

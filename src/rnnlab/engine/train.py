@@ -2,10 +2,12 @@
 schedule, stopping and best checkpoint. A model that stops, or whose loss/gradients turn
 non-finite, is frozen (and a diverged one recorded with its epoch); the others go on.
 
-One compiled function runs a whole epoch for a whole population (``lax.scan`` over batches):
-engine.lanes' kernel with the model axis innermost for every cell that traces that way (the
-built-in rnn/gru/lstm cells), else :func:`train_epoch` (``vmap`` over models; gru-s, ugrnn,
-mingru and plugin cells that fail lanes.usable); the per-epoch bookkeeping (schedule, stopping, curves) is NumPy on [M].
+One compiled function runs a whole epoch for a whole population (``lax.scan`` over batches),
+one of three kernels (:func:`engine_kind`): engine.ragged for Sterin's one-string-a-step SGD
+(each step loops only as far as its longest string), engine.lanes' kernel with the model axis
+innermost for small hidden sizes of every cell that traces that way (the built-in cells but
+minGRU), else :func:`train_epoch` (``vmap`` over models). The per-epoch bookkeeping (schedule,
+stopping, curves) is NumPy on [M]; the test split is measured once, on the best checkpoints.
 On a multi-core CPU the population is cut into equal shards along the model axis that run
 concurrently in threads (:func:`run_epoch`): XLA runs the small operations of one computation
 on one core, and the models are independent, so each model computes exactly what it computes
@@ -30,7 +32,7 @@ import pandas as pd
 from .._jaxcfg import jit, x64
 from ..progress import progress_bar
 from ..errors import ConfigError
-from . import lanes
+from . import lanes, ragged
 from . import model as mdl
 from .population import Population, at_positions, batch_loss, concat_splits, evaluate, evaluate_segments
 from .protocols import Protocol
@@ -224,7 +226,7 @@ def sharded(fn, m: int, shards: int, per_model: tuple, inactive: int | None = No
     return jax.tree_util.tree_map(lambda *xs: np.concatenate([np.asarray(x) for x in xs])[:m], *outs)
 
 
-ENGINES = ("auto", "lanes", "vmap")
+ENGINES = ("auto", "lanes", "ragged", "vmap")
 
 
 #: the lane kernel trains populations padded to at most this hidden size under "auto": measured
@@ -234,17 +236,34 @@ ENGINES = ("auto", "lanes", "vmap")
 LANES_MAX_HIDDEN = 4
 
 
-def engine_kind(spec, hmax: int) -> str:
-    """Which epoch kernel trains `spec`: "lanes" (engine.lanes, model axis innermost) when the
-    cell passes lanes.usable and the padded hidden size is at most :data:`LANES_MAX_HIDDEN`,
-    else "vmap" (:func:`train_epoch`). RNNLAB_ENGINE=vmap forces the models-first kernel;
-    RNNLAB_ENGINE=lanes forces the lane kernel at every size, and refuses a cell that cannot
-    run in lanes."""
+#: "auto" trains Sterin's protocol with the ragged kernel in populations (or shards) of at most
+#: this many models: measured (benchmarks/engine_ragged.py, embedded Reber, one core) it is
+#: 1.5-2.5x faster at 1-6 models, ~1.1-1.3x at 10-16, and loses at 20 for rnn-sigmoid k=18
+#: (0.75x), where the lane layout's multiply-and-reduce matvec outgrows the dot kernels
+RAGGED_MAX_MODELS = 16
+
+
+def engine_kind(spec, hmax: int, batch_size: int | None = None, full_length: bool = False,
+                models: int | None = None) -> str:
+    """Which epoch kernel trains `spec`: "ragged" (engine.ragged: loops as long as each step's
+    longest sequence) when a batch holds one sequence (`batch_size` 1, Sterin's protocol) of
+    ragged data (not `full_length`) for at most :data:`RAGGED_MAX_MODELS` `models`; "lanes"
+    (engine.lanes, model axis innermost) when the cell passes lanes.usable and the padded hidden
+    size is at most :data:`LANES_MAX_HIDDEN`; else "vmap" (:func:`train_epoch`).
+    RNNLAB_ENGINE=vmap forces the models-first kernel; RNNLAB_ENGINE=lanes or =ragged forces
+    that kernel whatever the sizes, and refuses a cell that cannot run in it."""
     want = os.environ.get("RNNLAB_ENGINE", "auto").strip().lower() or "auto"
     if want not in ENGINES:
         raise ConfigError(f"RNNLAB_ENGINE: unknown engine {want!r}; known: {', '.join(ENGINES)}")
     if want == "vmap":
         return "vmap"
+    if want == "ragged" or (want == "auto" and batch_size == 1 and not full_length
+                            and (models is None or models <= RAGGED_MAX_MODELS)):
+        if ragged.usable(spec, hmax):
+            return "ragged"
+        if want == "ragged":
+            raise ConfigError(f"RNNLAB_ENGINE=ragged: cell {spec.cell!r} has a parallel form and does not "
+                              "step (engine.ragged.usable); use auto or vmap")
     ok = lanes.usable(spec, hmax)
     if want == "lanes" and not ok:
         raise ConfigError(f"RNNLAB_ENGINE=lanes: cell {spec.cell!r} does not run in the lane kernel "
@@ -256,16 +275,17 @@ def engine_kind(spec, hmax: int) -> str:
 def run_epoch(spec, protocol: Protocol, hmax: int, n_batches: int, params, opt_state, mask, lr, active,
               keys, epoch, data, positions: tuple | None = None, full_length: bool = False,
               shards: int | None = None):
-    """One epoch of the whole population (the kernel :func:`engine_kind` picks: engine.lanes or
-    :func:`train_epoch`), in `shards` concurrent shards (default :func:`n_shards`). Same
+    """One epoch of the whole population (the kernel :func:`engine_kind` picks: engine.lanes,
+    engine.ragged or :func:`train_epoch`), in `shards` concurrent shards (default :func:`n_shards`). Same
     results per model either way."""
     m = int(np.shape(lr)[0])
     shards = n_shards(m) if shards is None else shards
-    if engine_kind(spec, hmax) == "lanes":
+    kind = engine_kind(spec, hmax, protocol.batch_size, full_length, models=-(-m // max(1, shards)))
+    if kind in ("lanes", "ragged"):
         orders = lanes.batch_orders(keys, epoch, int(data["tokens"].shape[0]), n_batches,
                                     protocol.batch_size, protocol.shuffle)
-        fn = partial(lanes.lane_epoch, spec, protocol, hmax, n_batches, positions=positions,
-                     full_length=full_length)
+        fn = partial(lanes.lane_epoch if kind == "lanes" else ragged.ragged_epoch, spec, protocol, hmax,
+                     n_batches, positions=positions, full_length=full_length)
         return sharded(lambda p, o, mk, l, a, r: fn(p, o, mk, l, a, r, data), m, shards,
                        (("m", params), ("m", opt_state), ("m", mask), ("m", lr), ("m", active), ("m", orders)),
                        inactive=4)
@@ -393,7 +413,7 @@ def train(pop: Population, protocol: Protocol, data: dict, *, lr=None, snapshots
           progress: bool | str = True, max_epochs: int | None = None, compact: bool = True,
           repad: bool = True) -> TrainResult:
     """Train every model of `pop` with `protocol` on data["train"], validating on data["val"]
-    (and measuring data["test"] if given). lr: one value or one per model (default protocol.lr).
+    (and measuring data["test"] on each model's best checkpoint, if given). lr: one value or one per model (default protocol.lr).
     compact: once the running models fit in a power of two at most half the population (see
     :func:`compact_size`), while COMPACT_MIN_EPOCHS_LEFT epochs of the budget remain, epochs and
     evaluations compute only them (gathered, then scattered back); a stopped model's parameters
@@ -440,8 +460,10 @@ def train(pop: Population, protocol: Protocol, data: dict, *, lr=None, snapshots
     shrink = lambda t: mdl.repad(spec, t, pop.emax, pop.hmax, sub_e, sub_h)    # noqa: E731
     grow = lambda t: mdl.repad(spec, t, sub_e, sub_h, pop.emax, pop.hmax)      # noqa: E731
 
-    # val (and test) are evaluated by one compiled program: their concatenation, in segments
-    ev_splits = ["val"] + (["test"] if "test" in dev else [])
+    # every epoch measures val; test is measured once, at the end, on the best checkpoints (the
+    # same numbers as measuring it every epoch and keeping the best epoch's: ~10-35% of a Mehta
+    # run's time was that per-epoch test pass)
+    ev_splits = ["val"]
     ev_data, ev_bounds = concat_splits([dev[k] for k in ev_splits])
     ev_pos = tuple(sorted(set().union(*(positions[k] for k in ev_splits))))
     ev_full = all(full[k] for k in ev_splits) and len({int(dev[k]["tokens"].shape[1]) for k in ev_splits}) == 1
@@ -462,7 +484,7 @@ def train(pop: Population, protocol: Protocol, data: dict, *, lr=None, snapshots
 
     val_loss0, val_acc0 = measure(params)["val"]
     for i in range(m):
-        rows.append((i, 0, np.nan, np.nan, val_loss0[i], val_acc0[i], np.nan, lr_np[i], True))
+        rows.append((i, 0, np.nan, np.nan, val_loss0[i], val_acc0[i], lr_np[i], True))
 
     bar = progress_bar(range(1, max_epochs + 1), desc=progress if isinstance(progress, str) else f"train {spec.cell}",
                        disable=not progress, unit="epoch")
@@ -509,17 +531,15 @@ def train(pop: Population, protocol: Protocol, data: dict, *, lr=None, snapshots
         epochs_run[was_active] = epoch
         ev = measure(params, sel, n_run)
         val_loss, val_acc = ev["val"]
-        test_acc = ev["test"][1] if "test" in ev else np.full(m, np.nan)
 
         improved = active & (val_acc > best_val)
         best = _host_where(improved, params, best)
         best_val = np.where(improved, val_acc, best_val)
         best_epoch = np.where(improved, epoch, best_epoch)
-        best_test = np.where(improved, test_acc, best_test)
         since_best = np.where(improved, 0, since_best + 1)
 
         for i in np.flatnonzero(was_active):
-            rows.append((i, epoch, tr_loss[i], tr_acc[i], val_loss[i], val_acc[i], test_acc[i],
+            rows.append((i, epoch, tr_loss[i], tr_acc[i], val_loss[i], val_acc[i],
                          lr_np[i], bool(active[i])))
 
         # schedule, then stopping, for the models still running
@@ -557,9 +577,13 @@ def train(pop: Population, protocol: Protocol, data: dict, *, lr=None, snapshots
     # a model that never improved keeps its initial parameters as "best"
     never = best_val == -np.inf
     best_val = np.where(never, val_acc0, best_val)
+    if "test" in dev:     # the test accuracy of each model's best checkpoint (NaN: never improved)
+        _, test_acc = run_evaluate(spec, protocol.loss, pop.hmax, best, pop_mask, dev["test"],
+                                   positions=positions["test"], full_length=full["test"], shards=shards)
+        best_test = np.where(never, np.nan, np.asarray(test_acc, np.float64))
 
     curves = pd.DataFrame(rows, columns=["model", "epoch", "loss", "train_acc", "val_loss",
-                                         "val_acc", "test_acc", "lr", "active"])
+                                         "val_acc", "lr", "active"])
     summary = pd.DataFrame({
         "model": np.arange(m), "seed": pop.seeds, "cell": spec.cell, "input": pop.input_dims,
         "hidden": pop.hiddens, "n_params": pop.n_params(), "best_val_acc": best_val,

@@ -26,8 +26,6 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from scipy.stats import ks_2samp
-
 from .._jaxcfg import jit
 from ..analysis import stats
 from ..analysis.claims import Claim, Declaration
@@ -175,7 +173,7 @@ def execute(ctx: base.Context) -> dict[str, pd.DataFrame]:
             n = len(flat)
             for j, (lo, hi) in enumerate(cfg["ranges"]):
                 edges = np.linspace(lo, hi, cfg["bins"] + 1)
-                counts = np.histogram(flat, bins=edges)[0]
+                counts = stats.histogram_sorted(flat, edges)
                 hist.append(pd.DataFrame({"cell": c, "stage": stage, "range_id": j, "range_lo": lo,
                                           "range_hi": hi, "bin_left": edges[:-1], "bin_right": edges[1:],
                                           "count": counts, "frac": counts / n}))
@@ -199,7 +197,7 @@ def execute(ctx: base.Context) -> dict[str, pd.DataFrame]:
     for c in cfg["cells"][1:]:
         for stage in ("trained", "init"):
             a, b = pooled[(c, stage)], pooled[(vanilla, stage)]
-            dist.append({"stage": stage, "cell": c, "vanilla": vanilla, "ks": float(ks_2samp(a, b).statistic),
+            dist.append({"stage": stage, "cell": c, "vanilla": vanilla, "ks": stats.ks_distance_sorted(a, b),
                          "median_ratio": float(np.median(a) / np.median(b)) if np.median(b) > 0 else np.nan,
                          "n_cell": len(a), "n_vanilla": len(b)})
     return {"hist": pd.concat(hist, ignore_index=True), "quantiles": pd.concat(quant, ignore_index=True),
