@@ -129,3 +129,16 @@ def test_training_with_either_kernel_gives_the_same_models(monkeypatch):
     for a, b in zip(jax.tree_util.tree_leaves(out["vmap"].best_params), jax.tree_util.tree_leaves(out["lanes"].best_params)):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=0, atol=1e-12)
     np.testing.assert_allclose(out["lanes"].curves.val_loss, out["vmap"].curves.val_loss, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_every_builtin_cell_that_lanes_trusts_passes_the_check(dtype):
+    """lanes.usable skips the tracing check for rnnlab's own cells; this is what it trusts."""
+    from rnnlab.cells import BUILTIN
+    from rnnlab.experiments.common import model_spec
+    trusted = [c for c in sorted(BUILTIN) if CELLS[c].split and CELLS[c].parallel is None]
+    assert {"rnn-tanh", "rnn-sigmoid", "gru", "gru-s", "lstm"} <= set(trusted)
+    with jax.enable_x64(dtype == "float64"):
+        for c in trusted:
+            for h in (1, 3, 8):
+                assert lanes._check(model_spec("first", c, "torch", dtype), h), (c, h)

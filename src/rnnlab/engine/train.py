@@ -393,8 +393,11 @@ def _spread(values, real, n, m, fill=np.nan):
 
 @x64
 def init_opt_state(protocol: Protocol, params):
+    """The optimizer state of every model (Adam: zero moments and count), built on the host
+    from its traced structure: eager zeros would compile a small XLA program per tensor shape."""
     if protocol.optimizer == "adam":
-        return jax.vmap(optax.scale_by_adam().init)(params)
+        shapes = jax.eval_shape(jax.vmap(optax.scale_by_adam().init), params)
+        return jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), shapes)
     return optax.EmptyState()
 
 
