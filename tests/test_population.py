@@ -93,16 +93,27 @@ def test_mehta_protocol_stops_on_patience_and_keeps_best(first_small):
         assert c.lr[t] == pytest.approx(c.lr[t - 1] / (2 if dropped else 1))
 
 
-def test_test_accuracy_is_that_of_the_best_checkpoint(first_small):
+@pytest.mark.parametrize("task,sizes", [
+    ("first", {"train": 256, "val": 128, "test": 128}),
+    ("first", {"train": 256, "val": 96, "test": 200}),      # test in val-sized blocks, the last padded
+    ("reber", {"train": 64, "val": 40, "test": 70}),        # ragged: widths may differ, own program then
+])
+def test_test_accuracy_is_that_of_the_best_checkpoint(task, sizes):
     """test is measured once, on each model's best checkpoint: it equals measuring that
     checkpoint's parameters on the test split directly."""
     from rnnlab.engine.population import evaluate
     from rnnlab.engine.train import device_data
-    spec = ModelSpec(cell="gru")
-    res = train(make_population(spec, 2, 2, [1, 2, 3]), MEHTA, first_small, max_epochs=6, progress=False)
+    from rnnlab.experiments.common import model_spec
+    from rnnlab.engine import model as mdl
+    d = tasks.splits(task, 0, sizes)
+    spec = model_spec(task, "gru", "torch", "float32")
+    prot = MEHTA if task == "first" else STERIN.with_(optimizer="adam", batch_size=8, lr=0.01)
+    res = train(make_population(spec, 7 if task == "reber" else 2, 2, [1, 2, 3]), prot, d, max_epochs=6,
+                progress=False)
     assert (res.summary.best_epoch > 0).all() and "test_acc" not in res.curves
-    _, acc = evaluate(spec, "xent", res.population.hmax, res.best_params, res.population.mask,
-                      device_data(first_small["test"], spec.jdtype))
+    t = d["test"]
+    _, acc = evaluate(spec, prot.loss, res.population.hmax, res.best_params, res.population.mask,
+                      device_data(t, spec.jdtype), positions=mdl.scored_positions(t.target_mask))
     np.testing.assert_allclose(res.summary.test_acc, np.asarray(acc, float), rtol=0, atol=1e-6)
     assert res.summary.test_acc.nunique() > 1
 

@@ -84,11 +84,11 @@ def run_parallel(names: list[str], scale: str, out: str, jobs: int, platform: st
 
 
 #: wall seconds of each built-in experiment at quick scale in one worker on one core, cold
-#: (reproductions of 7 Dec 2026), for the schedule
-QUICK_WALL_S = {"trainability-grid": 125, "random-landscape": 68, "perturbation": 75, "gated-cells": 56,
-                "discrepancy": 55, "capacity-inits": 46, "reber": 33, "update-cosine": 30, "lyapunov": 19,
-                "capacity-bits": 15, "fixed-points": 11, "state-trajectories": 11, "word-geometry": 28,
-                "embedded-reber": 50, "gradient-distribution": 12}
+#: (reproductions of 7 Dec 2026, full training protocols everywhere), for the schedule
+QUICK_WALL_S = {"trainability-grid": 110, "random-landscape": 65, "perturbation": 55, "gated-cells": 51,
+                "discrepancy": 54, "capacity-inits": 36, "reber": 19, "update-cosine": 22, "lyapunov": 34,
+                "capacity-bits": 14, "fixed-points": 10, "state-trajectories": 10, "word-geometry": 19,
+                "embedded-reber": 52, "gradient-distribution": 13}
 
 
 def longest_first(names: list[str]) -> list[str]:

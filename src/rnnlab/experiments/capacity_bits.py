@@ -69,11 +69,12 @@ CHOICES = {
                            "for max_epochs",
     "equal_steps": "every N gets the same number of gradient steps: an epoch holds "
                    "passes_per_epoch * max(N) rows, each of the N sequences repeated equally often "
-                   "(quick: 4 passes per epoch x 25 epochs = 100 passes over max(N) rows; fewer, longer "
-                   "epochs cut the per-epoch bookkeeping); accuracy is scored on the N sequences",
+                   "(4 passes per epoch x 50 epochs = 200 passes over max(N) rows at every scale; fewer, "
+                   "longer epochs cut the per-epoch bookkeeping); accuracy is scored on the N sequences",
     "bits": "bits = N * (1 - H2(1 - train accuracy)) (label/prediction mutual information for "
             "balanced binary labels); capacity of a size = max over N and inits",
-    "sizes": "quick: hidden {2, 4, 8}, N {64, 256}, 3 inits (2 left the claim undecided), 100 passes over max(N) rows (the largest "
+    "sizes": "quick: hidden {2, 4, 8}, N {64, 256}, 3 inits (2 left the claim undecided), 200 passes over max(N) rows as at "
+             "paper scale (an earlier quick scale stopped at 100) (the largest "
              "sizes may memorise all 256 labels: their capacity is then a lower bound, flagged n_limited); "
              "paper: hidden {2, 4, 8, 16}, N {512, 2048}, 6 inits (3 left the claim undecided: 0.451 [0.176, 0.755] "
              "against < 0.693; 6 decide it: 0.409 [0.223, 0.595]), 200 passes over 2048 rows (4 per epoch x "
@@ -94,9 +95,9 @@ CHOICES = {
 def default_config(scale: str) -> dict:
     cfg = {"seed": 0, "cells": ["rnn-tanh", "gru", "lstm"], "input": 4, "hiddens": [2, 4, 8],
            "n_examples": [64, 256], "inits": 3, "init": "torch", "lr": 0.01, "halve_lr": False,
-           "max_epochs": 25, "passes_per_epoch": 4, "ratio_max": 2.0, "stop_when_memorised": True}
+           "max_epochs": 50, "passes_per_epoch": 4, "ratio_max": 2.0, "stop_when_memorised": True}
     if scale == "paper":
-        cfg.update(hiddens=[2, 4, 8, 16], n_examples=[512, 2048], inits=6, max_epochs=50)
+        cfg.update(hiddens=[2, 4, 8, 16], n_examples=[512, 2048], inits=6)
     elif scale == "tiny":
         cfg.update(hiddens=[2, 4], n_examples=[32, 64], inits=1, max_epochs=3, passes_per_epoch=1,
                    cells=["gru"])
