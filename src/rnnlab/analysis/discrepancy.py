@@ -139,10 +139,15 @@ def _draw_bases(cell, init, bias, kmax, seed, draws: int, total: int | None = No
                             else rng.uniform(-1.0, 1.0, (draws, width)))
     out, pos = {}, {"normal": 0, "uniform": 0}
     for n in names:
-        x = np.zeros((total,) + shapes[n])
         kind = kinds[n][0]
+        if kind in blocks and total == draws:
+            # a view of the block (no copy: a fresh copy of a few hundred MB cost ~2 s here)
+            x = blocks[kind][:, pos[kind]:pos[kind] + sizes[n]].reshape((draws,) + shapes[n])
+        else:
+            x = np.zeros((total,) + shapes[n])
+            if kind in blocks:
+                x[:draws] = blocks[kind][:, pos[kind]:pos[kind] + sizes[n]].reshape((draws,) + shapes[n])
         if kind in blocks:
-            x[:draws] = blocks[kind][:, pos[kind]:pos[kind] + sizes[n]].reshape((draws,) + shapes[n])
             pos[kind] += sizes[n]
         out[n] = x
     return out
