@@ -181,6 +181,21 @@ def _epoch(spec, protocol: Protocol, hmax: int, n_batches: int, params, opt_stat
     """One epoch of every model; arguments and results as engine.train.train_epoch, with the
     batch orders [M, n_batches, B] (see :func:`batch_orders`) in place of the keys."""
     positions = tuple(positions) if positions else None
+    vg = jax.value_and_grad(partial(_batch, spec, protocol.loss, hmax, positions, full_length), has_aux=True)
+
+    def grad(*args):
+        (_, aux), g = vg(*args)
+        return aux, g
+    return epoch_with(grad, protocol, n_batches, params, opt_state, mask, lr, active, orders, data, positions)
+
+
+def epoch_with(grad, protocol: Protocol, n_batches: int, params, opt_state, mask, lr, active, orders, data,
+               positions=None):
+    """The epoch in lane layout around a batch gradient ``grad(p, mask, tok [T, B, M], ln [B, M],
+    tg [P, B, M], tm [P, B, M], ac [P, O, B, M], w [B]) -> ((loss, correct, counted) per model,
+    gradient)`` (this module's autodiff of :func:`_batch`, or engine.ragged's hand-written
+    pass): batch gathers, Adam/SGD update, divergence freeze and the epoch's sums."""
+    positions = tuple(positions) if positions else None
     n = data["tokens"].shape[0]
     b = protocol.batch_size
     pos = np.asarray(positions) if positions else None
@@ -196,12 +211,11 @@ def _epoch(spec, protocol: Protocol, hmax: int, n_batches: int, params, opt_stat
     w = (jnp.arange(n_batches * b) < n).astype(lr.dtype).reshape(n_batches, b)
     lp, lo, lm = _lanes(params), _lanes(opt_state), _lanes(mask)
     adam = optax.scale_by_adam()
-    grad = jax.value_and_grad(partial(_batch, spec, protocol.loss, hmax, positions, full_length), has_aux=True)
 
     def step(carry, inp):
         p, o, alive, lsum, csum, nsum = carry
         tok, ln, tg_, tm_, ac_, wt = inp
-        (_, (loss_m, corr, cnt)), g = grad(p, lm, tok, ln, tg_, tm_, ac_, wt)
+        (loss_m, corr, cnt), g = grad(p, lm, tok, ln, tg_, tm_, ac_, wt)
         if protocol.optimizer == "adam":
             upd, o2 = adam.update(g, o)
         else:

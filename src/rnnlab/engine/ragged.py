@@ -34,7 +34,6 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from .._jaxcfg import jit
 from ..cells import base as cb
@@ -120,47 +119,13 @@ def _grad_lanes(spec, loss, hmax, positions, lp, lm, tok, ln, tg, tm, ac, w):
 def _epoch(spec, protocol: Protocol, hmax: int, n_batches: int, params, opt_state, mask, lr, active,
            orders, data, positions=None, full_length=False):
     """One epoch of every model; arguments and results as engine.lanes' epoch (the batch orders
-    [M, n_batches, B] of :func:`engine.lanes.batch_orders`), the whole epoch in lane layout.
-    full_length is accepted for a common signature (lengths are always read here)."""
+    [M, n_batches, B] of :func:`engine.lanes.batch_orders`), the whole epoch in lane layout
+    (:func:`engine.lanes.epoch_with` around :func:`_grad_lanes`). full_length is accepted for a
+    common signature (lengths are always read here)."""
     positions = tuple(positions) if positions else None
-    n = data["tokens"].shape[0]
-    b = protocol.batch_size
-    pos = np.asarray(positions) if positions else None
-    idx = orders.transpose(1, 2, 0)                                      # [nb, B, M]
-    toks = data["tokens"][idx].transpose(0, 3, 1, 2)                     # [nb, T, B, M]
-    lens = data["lengths"][idx]                                          # [nb, B, M]
-    tg, tm, ac = data["targets"], data["target_mask"], data["accept"]
-    if pos is not None:
-        tg, tm, ac = tg[:, pos], tm[:, pos], ac[:, pos]
-    tgs = tg[idx].transpose(0, 3, 1, 2)                                  # [nb, P, B, M]
-    tms = tm[idx].transpose(0, 3, 1, 2)
-    acs = ac[idx].transpose(0, 3, 4, 1, 2)                               # [nb, P, O, B, M]
-    w = (jnp.arange(n_batches * b) < n).astype(lr.dtype).reshape(n_batches, b)
-    lp, lo, lm = lanes._lanes(params), lanes._lanes(opt_state), lanes._lanes(mask)
-    adam = optax.scale_by_adam()
     grad = partial(_grad_lanes, spec, protocol.loss, hmax, positions)
-
-    def step(carry, inp):
-        p, o, alive, lsum, csum, nsum = carry
-        tok, ln, tg_, tm_, ac_, wt = inp
-        (loss_m, corr, cnt), g = grad(p, lm, tok, ln, tg_, tm_, ac_, wt)
-        if protocol.optimizer == "adam":
-            upd, o2 = adam.update(g, o)
-        else:
-            upd, o2 = g, o
-        p2 = jax.tree_util.tree_map(lambda a, u: a - lr * u, p, upd)
-        ok = (alive & jnp.isfinite(loss_m) & (loss_m < protocol.max_loss) & lanes._finite_lanes(g)
-              & lanes._finite_lanes(p2))
-        sel = lambda x, y: jnp.where(ok, x, y)                           # noqa: E731
-        p, o = jax.tree_util.tree_map(sel, p2, p), jax.tree_util.tree_map(sel, o2, o)
-        wsum = jnp.sum(wt)
-        return (p, o, ok, lsum + jnp.where(ok, loss_m * wsum, 0.0), csum + jnp.where(ok, corr, 0.0),
-                nsum + jnp.where(ok, cnt, 0.0)), None
-
-    z = jnp.zeros_like(lr)
-    (lp, lo, alive, lsum, csum, nsum), _ = jax.lax.scan(
-        step, (lp, lo, active, z, z, z), (toks, lens, tgs, tms, acs, w))
-    return lanes._models_first(lp), lanes._models_first(lo), alive, lsum / n, csum / jnp.maximum(nsum, 1.0)
+    return lanes.epoch_with(grad, protocol, n_batches, params, opt_state, mask, lr, active, orders, data,
+                            positions)
 
 
 ragged_epoch = jit(_epoch, static_argnames=("spec", "protocol", "hmax", "n_batches", "positions", "full_length"),
