@@ -8,7 +8,6 @@ must not depend on chunking.
 import json
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
@@ -210,27 +209,15 @@ def test_perturbation_claims_fail_on_broken_table(results):
 
 @pytest.mark.parametrize("cell,size,pad", [("gru", (4, 2), (4, 4)), ("lstm", (2, 4), (2, 4)),
                                            ("gru-s", (2, 2), (2, 2)), ("rnn-bare-matmul", (2, 2), (2, 2))])
-def test_kernel_matches_population_evaluate(cell, size, pad, val_small):
+def test_kernel_matches_population_evaluate(cell, size, pad, val_small, bare_matmul_cell):
     """float64: the kernel's correct counts equal engine.population.evaluate's, draw for draw
     (inputs/hidden zero-padded where `pad` says; a cell written with a bare ``@`` exercises the
     vmapped fallback)."""
-    from dataclasses import replace
-    from rnnlab.cells import CELLS
-    from rnnlab.cells import base as cb
-    rnn = CELLS["rnn-tanh"]
-
-    def proj(p, h, xi):
-        return jnp.tanh(xi + p["W_hh"] @ h)
-    CELLS["rnn-bare-matmul"] = replace(rnn, name="rnn-bare-matmul", step_proj=proj,
-                                       step=cb.split_step(rnn.input_proj, proj))
-    try:
-        spec = model_spec("first", cell, "torch", "float64")
-        ls = L.Landscape(spec, *size, val_small, seed=11, chunk=64, emax=pad[0], hmax=pad[1])
-        assert ls.fast == (cell != "rnn-bare-matmul")
-        got = ls.correct(64, 64)
-        ref = L.reference_accuracies(spec, *size, val_small, 11, 64, 64)
-    finally:
-        del CELLS["rnn-bare-matmul"]
+    spec = model_spec("first", cell, "torch", "float64")
+    ls = L.Landscape(spec, *size, val_small, seed=11, chunk=64, emax=pad[0], hmax=pad[1])
+    assert ls.fast == (cell != bare_matmul_cell)
+    got = ls.correct(64, 64)
+    ref = L.reference_accuracies(spec, *size, val_small, 11, 64, 64)
     np.testing.assert_array_equal(got, np.rint(ref * len(val_small)).astype(int))
     assert len(set(got)) > 3                                # the draws differ
 

@@ -9,33 +9,11 @@ import pytest
 from rnnlab import tasks
 from rnnlab.cells import base as cb
 from rnnlab.cells import CELLS
-from rnnlab.engine import lanes, model as mdl, train as tr
+from rnnlab.engine import lanes, train as tr
 from rnnlab.engine.model import ModelSpec
 from rnnlab.engine.population import make_population
 from rnnlab.engine.protocols import MEHTA, STERIN
 from rnnlab.errors import ConfigError
-
-
-def _both_epochs(task, cell, protocol, dtype="float64", n=96, m=6):
-    with jax.enable_x64(dtype == "float64"):
-        from rnnlab.experiments.common import model_spec
-        spec = model_spec(task, cell, "torch", dtype)
-        d = tasks.splits(task, 0, {"train": n, "val": 8, "test": 8})["train"]
-        pop = make_population(spec, 3, [2, 3, 4] * (m // 3), np.arange(m))
-        assert lanes.usable(spec, pop.hmax)
-        dev = tr.device_data(d, spec.jdtype)
-        keys = jax.vmap(lambda k: jax.random.fold_in(k, 7))(jax.vmap(jax.random.PRNGKey)(jnp.arange(m)))
-        nb = -(-n // protocol.batch_size)
-        lr = jnp.asarray(np.linspace(1e-3, 5e-2, m), spec.jdtype)
-        act = jnp.ones(m, bool).at[1].set(False)                     # a stopped model stays frozen
-        ep = tr.epoch_protocol(protocol)
-        kw = dict(positions=mdl.scored_positions(d.target_mask), full_length=mdl.full_length(d.tokens, d.lengths))
-        opt = tr.init_opt_state(protocol, pop.params)
-        ref = tr.train_epoch(spec, ep, pop.hmax, nb, pop.params, opt, pop.mask, lr, act, keys, 3, dev, **kw)
-        orders = jnp.asarray(lanes.batch_orders(keys, 3, n, nb, protocol.batch_size, protocol.shuffle))
-        got = lanes.lane_epoch(spec, ep, pop.hmax, nb, pop.params, opt, pop.mask, lr, act, orders, dev, **kw)
-        return [np.asarray(x, float) for x in jax.tree_util.tree_leaves(ref)], \
-            [np.asarray(x, float) for x in jax.tree_util.tree_leaves(got)], kw
 
 
 @pytest.mark.parametrize("task,cell,protocol", [
@@ -43,8 +21,9 @@ def _both_epochs(task, cell, protocol, dtype="float64", n=96, m=6):
     ("reber", "gru", MEHTA),                 # variable lengths, many scored positions, accept sets
     ("reber", "rnn-sigmoid", STERIN.with_(batch_size=4)),   # SGD, squared error
 ])
-def test_lane_epoch_equals_models_first_epoch(task, cell, protocol):
-    ref, got, kw = _both_epochs(task, cell, protocol, n=48 if task == "reber" else 96)
+def test_lane_epoch_equals_models_first_epoch(task, cell, protocol, both_epochs):
+    ref, got, kw, _ = both_epochs("lanes", task, cell, protocol, n=48 if task == "reber" else 96, input_dim=3,
+                                  hiddens=[2, 3, 4] * 2, lr=(1e-3, 5e-2), epoch=3)
     if task == "reber":
         assert not kw["full_length"] and len(kw["positions"]) > 1
     assert len(ref) == len(got)
@@ -63,33 +42,19 @@ def test_permutations_are_jax_random_permutation():
         np.testing.assert_array_equal(ours, theirs)
 
 
-@pytest.fixture
-def bare():
-    """A plugin-like cell written with a bare ``@`` (registered for the test's duration)."""
-    from dataclasses import replace
-    rnn = CELLS["rnn-tanh"]
-
-    def proj(p, h, xi):
-        return jnp.tanh(xi + p["W_hh"] @ h)
-    CELLS["rnn-bare-matmul"] = replace(rnn, name="rnn-bare-matmul", step_proj=proj,
-                                       step=cb.split_step(rnn.input_proj, proj))
-    yield "rnn-bare-matmul"
-    del CELLS["rnn-bare-matmul"]
-
-
-def test_cells_that_do_not_trace_fall_back(monkeypatch, bare):
+def test_cells_that_do_not_trace_fall_back(monkeypatch, bare_matmul_cell):
     from rnnlab.experiments.common import model_spec
     for name in ("rnn-tanh", "gru", "lstm", "gru-s"):
         assert tr.engine_kind(model_spec("first", name, "torch", "float32"), 4) == "lanes"
     # a bare `@` does not trace with trailing batch axes: the models-first epoch runs it
-    assert tr.engine_kind(model_spec("first", bare, "torch", "float32"), 4) == "vmap"
+    assert tr.engine_kind(model_spec("first", bare_matmul_cell, "torch", "float32"), 4) == "vmap"
     # auto: the lane kernel only where it was measured faster (padded hidden <= LANES_MAX_HIDDEN)
     big = tr.LANES_MAX_HIDDEN * 2
     assert tr.engine_kind(model_spec("first", "gru", "torch", "float32"), big) == "vmap"
     monkeypatch.setenv("RNNLAB_ENGINE", "lanes")
     assert tr.engine_kind(model_spec("first", "gru", "torch", "float32"), big) == "lanes"
     with pytest.raises(ConfigError, match="lane kernel"):
-        tr.engine_kind(model_spec("first", bare, "torch", "float32"), 4)
+        tr.engine_kind(model_spec("first", bare_matmul_cell, "torch", "float32"), 4)
     monkeypatch.setenv("RNNLAB_ENGINE", "vmap")
     assert tr.engine_kind(model_spec("first", "gru", "torch", "float32"), 4) == "vmap"
     monkeypatch.setenv("RNNLAB_ENGINE", "fast")

@@ -1,43 +1,17 @@
 """The ragged epoch kernel (engine.ragged: loops as long as each step's longest sequence, a
 hand-written backward pass) computes what the models-first epoch (engine.train.train_epoch)
 computes: same batch orders, updates and freezing, for every cell it accepts."""
-from dataclasses import replace
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from rnnlab import tasks
-from rnnlab.cells import CELLS
-from rnnlab.cells import base as cb
-from rnnlab.engine import lanes, model as mdl, ragged, train as tr
+from rnnlab.engine import ragged, train as tr
 from rnnlab.engine.population import make_population
 from rnnlab.engine.protocols import MEHTA, STERIN
 from rnnlab.errors import ConfigError
 from rnnlab.experiments.common import model_spec
-
-
-def _both_epochs(task, cell, protocol, n, init="torch", bias=True):
-    with jax.enable_x64(True):
-        spec = model_spec(task, cell, init, "float64", bias)
-        d = tasks.splits(task, 0, {"train": n, "val": 8, "test": 8})["train"]
-        m = 4
-        pop = make_population(spec, 7 if task.endswith("reber") else 3, [3, 5, 4, 2], np.arange(m))
-        assert ragged.usable(spec, pop.hmax)
-        dev = tr.device_data(d, spec.jdtype)
-        keys = jax.vmap(lambda k: jax.random.fold_in(k, 7))(jax.vmap(jax.random.PRNGKey)(jnp.arange(m)))
-        nb = -(-n // protocol.batch_size)
-        lr = jnp.asarray(np.linspace(1e-2, 5e-2, m), spec.jdtype)
-        act = jnp.ones(m, bool).at[1].set(False)                     # a stopped model stays frozen
-        ep = tr.epoch_protocol(protocol)
-        kw = dict(positions=mdl.scored_positions(d.target_mask), full_length=mdl.full_length(d.tokens, d.lengths))
-        opt = tr.init_opt_state(protocol, pop.params)
-        ref = tr.train_epoch(spec, ep, pop.hmax, nb, pop.params, opt, pop.mask, lr, act, keys, 2, dev, **kw)
-        orders = jnp.asarray(lanes.batch_orders(keys, 2, n, nb, protocol.batch_size, protocol.shuffle))
-        got = ragged.ragged_epoch(spec, ep, pop.hmax, nb, pop.params, opt, pop.mask, lr, act, orders, dev, **kw)
-        return [np.asarray(x, float) for x in jax.tree_util.tree_leaves(ref)], \
-            [np.asarray(x, float) for x in jax.tree_util.tree_leaves(got)], kw, d
 
 
 @pytest.mark.parametrize("task,cell,protocol,n", [
@@ -46,9 +20,11 @@ def _both_epochs(task, cell, protocol, n, init="torch", bias=True):
     ("reber", "lstm", STERIN.with_(optimizer="adam", batch_size=3), 31),   # Adam, a batch, a padded tail
     ("first", "gru", MEHTA.with_(batch_size=8), 40),      # full length, one scored position
 ])
-def test_ragged_epoch_equals_models_first_epoch(task, cell, protocol, n):
+def test_ragged_epoch_equals_models_first_epoch(task, cell, protocol, n, both_epochs):
     bias = task == "first"
-    ref, got, kw, d = _both_epochs(task, cell, protocol, n, init="normal" if not bias else "torch", bias=bias)
+    ref, got, kw, d = both_epochs("ragged", task, cell, protocol, n=n, input_dim=7 if task.endswith("reber") else 3,
+                                  hiddens=[3, 5, 4, 2], lr=(1e-2, 5e-2), epoch=2,
+                                  init="normal" if not bias else "torch", bias=bias)
     if task.endswith("reber"):
         assert not kw["full_length"] and len(set(d.lengths.tolist())) > 1
     assert len(ref) == len(got)
@@ -89,18 +65,9 @@ def test_which_kernel_runs(monkeypatch):
         tr.engine_kind(mingru, 8, 1, False)
 
 
-def test_a_cell_with_a_bare_matmul_falls_back():
+def test_a_cell_with_a_bare_matmul_falls_back(bare_matmul_cell):
     """A plugin cell written with a bare ``@`` does not trace in lane layout: the models-first
     epoch trains it."""
-    rnn = CELLS["rnn-tanh"]
-
-    def proj(p, h, xi):
-        return jnp.tanh(xi + p["W_hh"] @ h)
-    bare = replace(rnn, name="rnn-bare-matmul", step_proj=proj, step=cb.split_step(rnn.input_proj, proj))
-    CELLS[bare.name] = bare
-    try:
-        spec = model_spec("embedded-reber", bare.name, "normal", "float32", False)
-        assert not ragged.usable(spec, 8)
-        assert tr.engine_kind(spec, 8, 1, False) == "vmap"
-    finally:
-        del CELLS[bare.name]
+    spec = model_spec("embedded-reber", bare_matmul_cell, "normal", "float32", False)
+    assert not ragged.usable(spec, 8)
+    assert tr.engine_kind(spec, 8, 1, False) == "vmap"

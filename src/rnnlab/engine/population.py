@@ -224,45 +224,6 @@ def evaluate(spec, loss, hmax, params, mask, data, chunk: int = 0, positions: tu
 
 
 @x64
-@partial(jit, static_argnames=("spec", "loss", "hmax", "bounds", "positions", "full_length"))
-def evaluate_segments(spec, loss, hmax, params, mask, data, bounds: tuple, positions: tuple | None = None,
-                      full_length: bool = False):
-    """:func:`evaluate` of several data sets at once: `data` is their concatenation along the
-    sequence axis, `bounds` the static end of each (e.g. (2000, 5000) for val then test).
-    Returns (mean loss, accuracy), each [M, len(bounds)]. One compiled program serves every
-    split, and each sequence's terms are computed exactly as :func:`evaluate` computes them."""
-    positions = positions or None
-    d = at_positions(data, positions)
-    starts = (0,) + tuple(bounds[:-1])
-
-    def one(p, m):
-        pm = apply_mask(p, m)
-        per, correct, count = _batch_terms(spec, loss, pm, hmax, d["tokens"], d["lengths"], d["targets"],
-                                           d["target_mask"], d["accept"], positions, full_length)
-        ls = [jnp.mean(per[a:b]) for a, b in zip(starts, bounds)]
-        acc = [jnp.sum(correct[a:b]) / jnp.maximum(jnp.sum(count[a:b]), 1.0) for a, b in zip(starts, bounds)]
-        return jnp.stack(ls), jnp.stack(acc)
-    return jax.vmap(one)(params, mask)
-
-
-def concat_splits(splits: list) -> tuple[dict, tuple]:
-    """Device data dicts of one task (see engine.train.device_data) -> their concatenation
-    along the sequence axis (shorter sequences zero-padded to the longest T: padding is never
-    scored and lies after every sequence's length) and the static segment ends."""
-    t = max(int(d["tokens"].shape[1]) for d in splits)
-
-    def pad(a):
-        if a.ndim < 2 or a.shape[1] == t:
-            return a
-        widths = [(0, 0)] * a.ndim
-        widths[1] = (0, t - a.shape[1])
-        return jnp.pad(a, widths)
-    out = {k: jnp.concatenate([pad(d[k]) if k != "lengths" else d[k] for d in splits]) for k in splits[0]}
-    bounds = tuple(int(x) for x in np.cumsum([int(d["tokens"].shape[0]) for d in splits]))
-    return out, bounds
-
-
-@x64
 def final_states(spec: ModelSpec, p, tokens, lengths, hmax):
     """States [N, T, state] of one model over a batch of sequences (for analyses)."""
     def one(tok, ln):

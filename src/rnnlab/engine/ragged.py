@@ -88,11 +88,10 @@ def _grad_lanes(spec, loss, hmax, positions, lp, lm, tok, ln, tg, tm, ac, w):
     _, s_last, buf = jax.lax.while_loop(lambda c: c[0] < L, fwd, (0, s0, jnp.zeros((T,) + s0.shape, s0.dtype)))
     late = (jnp.arange(T) >= L)[:, None, None, None]
     states = jnp.where(late, s_last[None], buf)                                         # [T, S, B, M]
-    pos = np.asarray(positions) if positions else np.arange(T)
     (g_head, d_pos), aux = jax.grad(partial(_lane_head, spec, loss, hmax), argnums=(0, 1), has_aux=True)(
-        p, states[pos], tg, tm, ac, w)
+        p, states[np.asarray(positions)] if positions else states, tg, tm, ac, w)
     if positions:      # static positions: d_states by stacking, a scatter is a loop in XLA:CPU
-        at = {int(q): i for i, q in enumerate(pos)}
+        at = {int(q): i for i, q in enumerate(positions)}
         zero = jnp.zeros_like(states[0])
         d_states = jnp.stack([d_pos[at[t]] if t in at else zero for t in range(T)])
     else:

@@ -34,7 +34,7 @@ from ..progress import progress_bar
 from ..errors import ConfigError
 from . import lanes, ragged
 from . import model as mdl
-from .population import Population, at_positions, batch_loss, concat_splits, evaluate, evaluate_segments
+from .population import Population, at_positions, batch_loss, evaluate
 from .protocols import Protocol
 
 DATA_KEYS = ("tokens", "lengths", "targets", "target_mask", "accept")
@@ -262,8 +262,9 @@ def engine_kind(spec, hmax: int, batch_size: int | None = None, full_length: boo
         if ragged.usable(spec, hmax):
             return "ragged"
         if want == "ragged":
-            raise ConfigError(f"RNNLAB_ENGINE=ragged: cell {spec.cell!r} has a parallel form and does not "
-                              "step (engine.ragged.usable); use auto or vmap")
+            raise ConfigError(f"RNNLAB_ENGINE=ragged: cell {spec.cell!r} does not run in the ragged kernel "
+                              "(a parallel form, or a step that does not trace in lane layout: "
+                              "engine.ragged.usable); use auto or vmap")
     ok = lanes.usable(spec, hmax)
     if want == "lanes" and not ok:
         raise ConfigError(f"RNNLAB_ENGINE=lanes: cell {spec.cell!r} does not run in the lane kernel "
@@ -297,17 +298,12 @@ def run_epoch(spec, protocol: Protocol, hmax: int, n_batches: int, params, opt_s
 
 @x64
 def run_evaluate(spec, loss, hmax, params, mask, data, positions: tuple | None = None,
-                 full_length: bool = False, shards: int | None = None, bounds: tuple | None = None):
-    """:func:`population.evaluate` in `shards` concurrent shards (default :func:`n_shards`);
-    with `bounds`, :func:`population.evaluate_segments` (results [M, len(bounds)])."""
+                 full_length: bool = False, shards: int | None = None):
+    """:func:`population.evaluate` in `shards` concurrent shards (default :func:`n_shards`)."""
     m = int(jax.tree_util.tree_leaves(params)[0].shape[0])
     shards = n_shards(m) if shards is None else shards
-    if bounds is not None:
-        fn = lambda p, mk: evaluate_segments(spec, loss, hmax, p, mk, data, bounds,      # noqa: E731
-                                             positions=positions, full_length=full_length)
-    else:
-        fn = lambda p, mk: evaluate(spec, loss, hmax, p, mk, data, positions=positions,  # noqa: E731
-                                    full_length=full_length)
+    fn = lambda p, mk: evaluate(spec, loss, hmax, p, mk, data, positions=positions,  # noqa: E731
+                                full_length=full_length)
     return sharded(fn, m, shards, (("m", params), ("m", mask)))
 
 
@@ -392,18 +388,18 @@ def _spread(values, real, n, m, fill=np.nan):
 
 
 @x64
-def _test_accuracy(spec, loss, hmax, params, mask, test, test_pos, test_full, ev_data, ev_pos, ev_full,
-                   ev_bounds, shards) -> np.ndarray:
+def _test_accuracy(spec, loss, hmax, params, mask, test, test_pos, test_full, val, val_pos, val_full,
+                   shards) -> np.ndarray:
     """Per-model accuracy on the test split. When the test sequences fit the shapes of the
     validation program (same width, scored positions among its own, 0/1 target mask), they go
     through it in blocks of the validation size (the last one padded with unscored rows) and
     the blocks' correct counts are added: no program compiled for this one evaluation (~0.3 s
     per population, ~60 populations in a quick reproduction). Else test gets its own program."""
     tm = np.asarray(test["target_mask"])
-    n_val, n = int(ev_data["tokens"].shape[0]), int(tm.shape[0])
-    fits = (all(test[k].shape[1:] == ev_data[k].shape[1:] for k in test)
-            and (ev_pos is None or set(test_pos or range(tm.shape[1])) <= set(ev_pos))
-            and (test_full or not ev_full) and bool(np.all((tm == 0) | (tm == 1))))
+    n_val, n = int(val["tokens"].shape[0]), int(tm.shape[0])
+    fits = (all(test[k].shape[1:] == val[k].shape[1:] for k in test)
+            and (not val_pos or set(test_pos or range(tm.shape[1])) <= set(val_pos))
+            and (test_full or not val_full) and bool(np.all((tm == 0) | (tm == 1))))
     if not fits:
         _, acc = run_evaluate(spec, loss, hmax, params, mask, test, positions=test_pos, full_length=test_full,
                               shards=shards)
@@ -418,9 +414,9 @@ def _test_accuracy(spec, loss, hmax, params, mask, test, test_pos, test_full, ev
             block = {k: np.concatenate([v, np.full((pad,) + v.shape[1:], fill.get(k, 0), v.dtype)])
                      for k, v in block.items()}
         _, acc = run_evaluate(spec, loss, hmax, params, mask, {k: jnp.asarray(v) for k, v in block.items()},
-                              positions=ev_pos, full_length=ev_full, shards=shards, bounds=ev_bounds)
+                              positions=val_pos, full_length=val_full, shards=shards)
         count = float(block["target_mask"].sum())
-        correct = correct + np.rint(np.asarray(acc, np.float64)[:, 0] * count)
+        correct = correct + np.rint(np.asarray(acc, np.float64) * count)
     return correct / max(float(tm.sum()), 1.0)
 
 
@@ -498,26 +494,19 @@ def train(pop: Population, protocol: Protocol, data: dict, *, lr=None, snapshots
     # every epoch measures val; test is measured once, at the end, on the best checkpoints (the
     # same numbers as measuring it every epoch and keeping the best epoch's: ~10-35% of a Mehta
     # run's time was that per-epoch test pass)
-    ev_splits = ["val"]
-    ev_data, ev_bounds = concat_splits([dev[k] for k in ev_splits])
-    ev_pos = tuple(sorted(set().union(*(positions[k] for k in ev_splits))))
-    ev_full = all(full[k] for k in ev_splits) and len({int(dev[k]["tokens"].shape[1]) for k in ev_splits}) == 1
-
     def measure(p, sel=None, n=m):
-        """{split: (loss, accuracy)} of every model, or (sel) of the first n models of sel (NaN
+        """(loss, accuracy) on val of every model, or (sel) of the first n models of sel (NaN
         elsewhere), in the sub-population's layout (sub_e, sub_h)."""
         mask = pop_mask if sel is None else shrink(_gather(pop_mask, sel))
         p = p if sel is None else shrink(_gather(p, sel))
-        loss, acc = run_evaluate(spec, protocol.loss, sub_h, p, mask, ev_data, positions=ev_pos,
-                                 full_length=ev_full, shards=shards if sel is None else n_shards(len(sel)),
-                                 bounds=ev_bounds)
+        loss, acc = run_evaluate(spec, protocol.loss, sub_h, p, mask, dev["val"], positions=positions["val"],
+                                 full_length=full["val"], shards=shards if sel is None else n_shards(len(sel)))
         loss, acc = np.asarray(loss), np.asarray(acc)
         if sel is None:
-            return {k: (loss[:, j], acc[:, j]) for j, k in enumerate(ev_splits)}
-        return {k: (_spread(loss[:, j], sel[:n], n, m), _spread(acc[:, j], sel[:n], n, m))
-                for j, k in enumerate(ev_splits)}
+            return loss, acc
+        return _spread(loss, sel[:n], n, m), _spread(acc, sel[:n], n, m)
 
-    val_loss0, val_acc0 = measure(params)["val"]
+    val_loss0, val_acc0 = measure(params)
     for i in range(m):
         rows.append((i, 0, np.nan, np.nan, val_loss0[i], val_acc0[i], lr_np[i], True))
 
@@ -564,8 +553,7 @@ def train(pop: Population, protocol: Protocol, data: dict, *, lr=None, snapshots
         status[newly_div] = "diverged"
         active = alive
         epochs_run[was_active] = epoch
-        ev = measure(params, sel, n_run)
-        val_loss, val_acc = ev["val"]
+        val_loss, val_acc = measure(params, sel, n_run)
 
         improved = active & (val_acc > best_val)
         best = _host_where(improved, params, best)
@@ -615,7 +603,7 @@ def train(pop: Population, protocol: Protocol, data: dict, *, lr=None, snapshots
     if "test" in dev:     # the test accuracy of each model's best checkpoint (NaN: never improved)
         best_test = np.where(never, np.nan, _test_accuracy(
             spec, protocol.loss, pop.hmax, best, pop_mask, dev["test"], positions["test"], full["test"],
-            ev_data, ev_pos, ev_full, ev_bounds, shards))
+            dev["val"], positions["val"], full["val"], shards))
 
     curves = pd.DataFrame(rows, columns=["model", "epoch", "loss", "train_acc", "val_loss",
                                          "val_acc", "lr", "active"])
