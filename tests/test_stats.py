@@ -246,3 +246,16 @@ def test_sorted_sample_shortcuts_equal_scipy_and_numpy(ties):
             np.testing.assert_array_equal(S.histogram_sorted(a, edges), np.histogram(a, bins=edges)[0])
         np.testing.assert_array_equal(S.histogram_sorted(np.array([0.0, 4.0, 4.0]), np.linspace(0, 4, 5)),
                                       [1, 0, 0, 2])
+
+
+def test_blocked_mean_and_se_equal_numpy():
+    """mean_and_se (blocks of rows) is x.mean(0) and x.std(0, ddof=1) / sqrt(n), for a block
+    size that does not divide n, one row, and extra axes."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_t(3, (1001, 4, 3)) * 10 + 7
+    m, se = S.mean_and_se(x, block=64)
+    np.testing.assert_allclose(m, x.mean(0), rtol=1e-13)
+    np.testing.assert_allclose(se, x.std(0, ddof=1) / np.sqrt(len(x)), rtol=1e-12)
+    m1, se1 = S.mean_and_se(x[:1])
+    np.testing.assert_array_equal(m1, x[0])
+    np.testing.assert_array_equal(se1, np.zeros((4, 3)))

@@ -304,6 +304,23 @@ def histogram_sorted(sorted_x: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return np.diff(idx)
 
 
+def mean_and_se(x: np.ndarray, block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Mean over axis 0 and its standard error (``x.std(0, ddof=1) / sqrt(n)``; zeros for
+    n = 1) in blocks of rows: ``x.std`` makes two temporaries of x's size, ~1 s for the
+    discrepancy's 260 MB of per-draw distances on this kind of VM (first touch of fresh pages),
+    the blocked sum of squared deviations ~0.2 s (tests check it equals NumPy's)."""
+    x = np.asarray(x)
+    n = len(x)
+    m = x.mean(axis=0)
+    if n < 2:
+        return m, np.zeros_like(m)
+    ss = np.zeros_like(m)
+    for a in range(0, n, block):
+        d = x[a:a + block] - m
+        ss += np.einsum("i...,i...->...", d, d)
+    return m, np.sqrt(ss / (n - 1)) / np.sqrt(n)
+
+
 def censored(times, limit: float) -> dict:
     """Kaplan-Meier summary of times right-censored at `limit` (a value >= limit: never
     happened within the limit): the fraction censored and the KM median (None if above limit)."""

@@ -114,8 +114,7 @@ def discrepancy_shard(shard: dict) -> dict[str, pd.DataFrame]:
             np.random.SeedSequence([shard["seed"], 11, shard["draw_offset"]]).generate_state(1)[0] & 0x7FFFFFFF)
         X = dm.discrepancy_draws(shard["cell"], lengths, ks, shard["draws"], init, shard["bias"], seed, timing=t)
         times.append({"cell": shard["cell"], "init": init, "draws": shard["draws"], **t})
-        mean = X.mean(0)
-        se = X.std(0, ddof=1) / np.sqrt(len(X)) if len(X) > 1 else np.zeros(X.shape[1:])
+        mean, se = stats.mean_and_se(X)
         L, K = np.meshgrid(lengths, ks, indexing="ij")
         D.append(pd.DataFrame({"cell": shard["cell"], "init": init, "l": L.ravel(), "k": K.ravel(),
                                "D": mean.ravel(), "se": se.ravel()}))

@@ -14,6 +14,10 @@ CELL_COLORS = {"rnn-tanh": "#d62728", "rnn-sigmoid": "#d62728", "gru": "#1f77b4"
                "lstm": "#2ca02c", "ugrnn": "#9467bd", "mingru": "#8c564b"}
 
 
+#: resolution of the PNG files
+DPI = 110
+
+
 def color(cell: str) -> str:
     return CELL_COLORS.get(cell, "#7f7f7f")
 
@@ -22,9 +26,14 @@ def save(fig, out_dir: Path, name: str) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
+    # the tight bounding box once, at the PNG's resolution, for both formats: bbox_inches="tight"
+    # draws the whole figure once more per format to measure it (measured: a 2x4 annotated
+    # heatmap 2.2 -> 1.4 s for both files)
+    fig.set_dpi(DPI)
+    bbox = fig.get_tightbbox(fig.canvas.get_renderer()).padded(plt.rcParams["savefig.pad_inches"])
     for ext in ("png", "svg"):
         p = out_dir / f"{name}.{ext}"
-        fig.savefig(p, dpi=110, bbox_inches="tight")
+        fig.savefig(p, dpi=DPI, bbox_inches=bbox)
         paths.append(p)
     plt.close(fig)
     return paths
