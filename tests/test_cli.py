@@ -384,3 +384,14 @@ def test_reproduce_jobs_match_one_process(tmp_path):
         assert all(s["status"] == "done" and not s["reused"] for s in repro["experiments"].values())
         outs[jobs] = {n: json.loads((out / n / "claims.json").read_text()) for n in repro["experiments"]}
     assert len(outs[2]) == 4 and outs[2] == outs[1]
+
+
+def test_schedule_runs_the_model_owners_first():
+    """reproduce's longest-first order starts the experiment that trains shared models before
+    the one that reuses them (random-landscape -> perturbation, embedded-reber ->
+    gradient-distribution), so the second reads them from the store instead of training them."""
+    from rnnlab import experiments
+    from rnnlab.backends.jobs import longest_first
+    order = longest_first(experiments.names())
+    for first, second in (("random-landscape", "perturbation"), ("embedded-reber", "gradient-distribution")):
+        assert order.index(first) < order.index(second)

@@ -86,6 +86,42 @@ def test_random_landscape_tiny(results):
     assert all(hh.get(c, 0) >= n for c, n in one.correct.value_counts().items())
 
 
+def _landscape_trained_shards(cfg):
+    return perturbation.base_shards(
+        cfg["cells"], seed=cfg["seed"], task=cfg["task"], init=cfg["init_scheme"], size=cfg["trained_size"],
+        lr=cfg["lr"], inits=cfg["trained_inits"], epochs=cfg["trained_epochs"],
+        data_sizes={"train": cfg["train_size"], "val": cfg["n_val"], "test": cfg["test_size"]})
+
+
+@pytest.mark.parametrize("scale", ["quick", "paper"])
+def test_landscape_trains_the_same_populations_as_perturbation_by_default(scale):
+    """At quick and paper scale random-landscape's trained populations are perturbation's base
+    shards of batch 0, dict for dict (so a reproduction trains them once)."""
+    from rnnlab.experiments.base import resolve_config
+    rl = resolve_config(random_landscape, scale, {})
+    pt = resolve_config(perturbation, scale, {})
+    mine = _landscape_trained_shards(rl)
+    theirs = perturbation.base_shards(
+        pt["cells"], seed=pt["seed"], task=pt["task"], init=pt["init_scheme"], size=pt["size"],
+        data_sizes=pt["data_sizes"], lr=pt["lr"], inits=pt["base_inits"], epochs=pt["base_epochs"])
+    assert mine == theirs
+
+
+def test_landscape_reuses_perturbations_base_models(results, tmp_path):
+    """random-landscape with perturbation's (tiny) training settings computes nothing: its draws
+    are stored and its trained populations are perturbation's base shards; the models are the same."""
+    from rnnlab.store import Store
+    out, r = results
+    pcfg = r["perturbation"].config
+    res = E.run("random-landscape", {"lr": pcfg["lr"]}, scale="tiny", out=tmp_path, store=Store(out / "store"),
+                progress=False)
+    assert res.shards_computed == 0 and res.shards_reused > 2
+    base = r["perturbation"].tables["base_inits"].sort_values(["cell", "seed"]).reset_index(drop=True)
+    mine = res.tables["trained"].sort_values(["cell", "seed"]).reset_index(drop=True)
+    pd.testing.assert_series_equal(mine.best_val_acc, base.best_val_acc)
+    assert list(mine.seed) == list(base.seed)
+
+
 def test_update_cosine_tiny(results):
     _, r = results
     res = r["update-cosine"]

@@ -84,11 +84,13 @@ def run_parallel(names: list[str], scale: str, out: str, jobs: int, platform: st
 
 
 #: wall seconds of each built-in experiment at quick scale in one worker on one core, cold
-#: (reproductions of 7 Dec 2026, full training protocols everywhere), for the schedule
-QUICK_WALL_S = {"trainability-grid": 110, "random-landscape": 65, "perturbation": 55, "gated-cells": 51,
-                "discrepancy": 54, "capacity-inits": 36, "reber": 19, "update-cosine": 22, "lyapunov": 34,
-                "capacity-bits": 14, "fixed-points": 10, "state-trajectories": 10, "word-geometry": 19,
-                "embedded-reber": 52, "gradient-distribution": 13}
+#: (reproductions of 7 Dec 2026, full training protocols everywhere), for the schedule. Longest
+#: first also starts random-landscape before perturbation and embedded-reber before
+#: gradient-distribution: the second of each pair reuses the first's stored models.
+QUICK_WALL_S = {"trainability-grid": 110, "random-landscape": 59, "perturbation": 44, "gated-cells": 53,
+                "discrepancy": 59, "capacity-inits": 40, "reber": 23, "update-cosine": 24, "lyapunov": 35,
+                "capacity-bits": 17, "fixed-points": 10, "state-trajectories": 9, "word-geometry": 21,
+                "embedded-reber": 58, "gradient-distribution": 14}
 
 
 def longest_first(names: list[str]) -> list[str]:

@@ -157,6 +157,7 @@ def execute(ctx: base.Context) -> dict[str, pd.DataFrame]:
     outs = sub.map(rb.sequence_shard, shards, desc=f"{NAME} (embedded-reber models)")
     ctx.shards_computed += sub.shards_computed
     ctx.shards_reused += sub.shards_reused
+    ctx.stored += sub.stored          # the run record lists embedded-reber's files it was built from
 
     hist, quant, ecdf, models, pooled = [], [], [], [], {}
     for shard, o in zip(shards, outs):

@@ -214,6 +214,19 @@ def retrain_shard(shard: dict) -> dict[str, pd.DataFrame]:
     return {"recovery": rec, "base": base}
 
 
+def base_shards(cells, *, seed: int, task: str, init: str, size, data_sizes: dict, lr: float, inits: int,
+                epochs: int, batch: int = 0) -> list[dict]:
+    """The base populations (one shard per cell): `inits` models of `size` with seeds
+    (seed, 70, i) for i in batch `batch`, trained with the M protocol. random-landscape trains its
+    reference populations through these shards too (under this experiment's name in the store), so
+    with the same settings - the defaults at quick and paper scale - the two share the models
+    and whichever runs second reuses them."""
+    seeds = [_seed(seed, 70, i) for i in range(batch * inits, (batch + 1) * inits)]
+    return [{"task": task, "task_seed": seed, "init": init, "data_sizes": dict(data_sizes), "lr": lr, "cell": c,
+             "sizes": [list(size)] * len(seeds), "seeds": seeds, "protocol": "mehta", "max_epochs": epochs}
+            for c in cells]
+
+
 def execute(ctx) -> dict[str, pd.DataFrame]:
     cfg = ctx.config
     e, h = cfg["size"]
@@ -223,9 +236,9 @@ def execute(ctx) -> dict[str, pd.DataFrame]:
     found: dict = {c: [] for c in cfg["cells"]}
     todo = list(cfg["cells"])
     for b in range(n_batches):      # batch 0 is the plain run's shard; more only while a cell has no W*
-        seeds = [_seed(cfg["seed"], 70, i) for i in range(b * cfg["base_inits"], (b + 1) * cfg["base_inits"])]
-        outs = ctx.map(base_shard, [{**common, "cell": c, "sizes": [[e, h]] * len(seeds), "seeds": seeds,
-                                     "protocol": "mehta", "max_epochs": cfg["base_epochs"]} for c in todo],
+        outs = ctx.map(base_shard, base_shards(todo, seed=cfg["seed"], task=cfg["task"], init=cfg["init_scheme"],
+                                               size=(e, h), data_sizes=cfg["data_sizes"], lr=cfg["lr"],
+                                               inits=cfg["base_inits"], epochs=cfg["base_epochs"], batch=b),
                        desc=f"perturbation base (batch {b + 1})")
         for c, o in zip(todo, outs):
             shift = b * cfg["base_inits"]

@@ -34,7 +34,8 @@ from ..engine.model import check_size
 from ..errors import ConfigError
 from ..plots import style
 from . import base
-from .common import cells_list, check_classify_task, model_spec, train_population
+from . import perturbation as pt
+from .common import cells_list, check_classify_task, model_spec
 
 NAME = "random-landscape"
 PAPER = "mehta"
@@ -64,11 +65,15 @@ CHOICES = {
     "shards": "one shard per (cell, size, block of `block` draws) and one per trained cell, run longest first "
               "(blocks of >= 50,000 draws in one pinned worker process per core): a killed run resumes shard by "
               "shard",
-    "trained_population": "trained_inits = 12 at quick scale (20 at paper scale) like perturbation's base "
-                          "population, so that the two share one compiled epoch in a full reproduction",
+    "trained_population": "the trained populations ARE perturbation's base populations (its shards, seeds (seed, 70, i), "
+                          "stored under its name): with the same settings - trained_inits = perturbation's "
+                          "base_inits (12 at quick, 20 at paper scale), trained_size = its size, the same lr, epochs "
+                          "and data sizes - the models are trained once in a reproduction and the second experiment "
+                          "reuses them (measured: perturbation's base training was ~1/3 of its quick run)",
     "quick": "quick scale: 65536 draws per cell and size (paper 10^6: the DKW band at 65536 resolves the KS "
-             "threshold 0.1 for distances near the paper-scale 0.08), hidden sizes padded to the largest (one "
-             "compiled kernel per cell; exact), 12 trained inits (paper 20) trained with the paper's full M protocol (8000/2000/3000 sequences, Adam 1e-3, Mehta's stopping rule, up to 150 epochs)",
+             "threshold 0.1 for distances near the paper-scale 0.08), each hidden size in its own kernel as at paper scale "
+             "(padding hidden 2 to 4 - one kernel per cell, the same counts - cost 17 s more kernel time than the 4 s "
+             "of the extra compilations, measured), 12 trained inits (paper 20) trained with the paper's full M protocol (8000/2000/3000 sequences, Adam 1e-3, Mehta's stopping rule, up to 150 epochs)",
     "tiny": "tiny scale (tests only): 256 draws in blocks of 128, 200 validation sequences, 8 trained inits "
             "x 2 epochs on 300 sequences",
 }
@@ -85,7 +90,7 @@ def default_config(scale: str) -> dict:
            "trained_size": [2, 4], "trained_inits": 20, "trained_epochs": 150, "lr": 1e-3,
            "train_size": 8000, "test_size": 3000}
     if scale == "quick":
-        cfg.update(draws=65536, block=16384, pad_hidden=True, trained_inits=12)
+        cfg.update(draws=65536, block=16384, trained_inits=12)
     elif scale == "tiny":
         cfg.update(draws=256, block=128, chunk=64, sample=128, n_val=200, pad_hidden=True, trained_inits=8,
                    trained_epochs=2, train_size=300, test_size=200)
@@ -147,27 +152,10 @@ def landscape_shard(shard: dict) -> dict[str, pd.DataFrame]:
     return {"histogram": hist, "sample": sample, "timing": timing}
 
 
-def trained_shard(shard: dict) -> dict[str, pd.DataFrame]:
-    res, _ = train_population(shard)
-    return {"summary": res.summary.assign(cell=shard["cell"], task=shard["task"])}
-
-
-def any_shard(shard: dict) -> dict[str, pd.DataFrame]:
-    """A block of draws or a trained population (one map runs both kinds, see `execute`)."""
-    return (trained_shard if shard["kind"] == "trained" else landscape_shard)(shard)
-
-
 def _cost(shard: dict) -> float:
-    """Rough relative cost of a shard, to start the longest first."""
-    if shard["kind"] == "trained":
-        return float("inf")                       # a whole training run: tens of seconds
+    """Rough relative cost of a block of draws, to start the longest first."""
     cell = model_spec(shard["task"], shard["cell"], shard["init"], shard["dtype"]).cell_def
     return shard["n"] * shard["hmax"] * cell.state_mult * (cell.gates + 1)
-
-
-def _trained_seed(seed: int, i: int) -> int:
-    ss = np.random.SeedSequence([int(seed), 5, int(i)])
-    return int(ss.generate_state(1)[0] & 0x7FFFFFFF)
 
 
 def execute(ctx) -> dict[str, pd.DataFrame]:
@@ -179,36 +167,39 @@ def execute(ctx) -> dict[str, pd.DataFrame]:
         for e, h in sizes:
             off = cfg.get("draw_offset", 0)
             for start in range(off, off + cfg["draws"], cfg["block"]):
-                shards.append({"kind": "draws", "task": cfg["task"], "seed": cfg["seed"], "n_val": cfg["n_val"],
+                shards.append({"task": cfg["task"], "seed": cfg["seed"], "n_val": cfg["n_val"],
                                "cell": cell, "init": cfg["init_scheme"], "dtype": cfg["dtype"], "input": e,
                                "hidden": h, "emax": emax, "hmax": max(cfg["hiddens"]) if cfg["pad_hidden"] else h,
                                "start": start, "n": min(cfg["block"], off + cfg["draws"] - start),
                                "chunk": cfg["chunk"], "sample": min(cfg["sample"], cfg["draws"])})
-    te, th = cfg["trained_size"]
-    seeds = [_trained_seed(cfg["seed"], i) for i in range(cfg["trained_inits"])]
-    shards += [{"kind": "trained", "task": cfg["task"], "task_seed": cfg["seed"], "cell": cell,
-                "init": cfg["init_scheme"], "sizes": [[te, th]] * len(seeds), "seeds": seeds, "protocol": "mehta",
-                "max_epochs": cfg["trained_epochs"], "lr": cfg["lr"],
-                "data_sizes": {"train": cfg["train_size"], "val": cfg["n_val"],
-                               **({"test": cfg["test_size"]} if cfg["test_size"] else {})}}
-               for cell in cfg["cells"]]
+    # the trained reference populations: perturbation's base shards, through its namespace in the
+    # store (see CHOICES["trained_population"])
+    tshards = pt.base_shards(cfg["cells"], seed=cfg["seed"], task=cfg["task"], init=cfg["init_scheme"],
+                             size=cfg["trained_size"], lr=cfg["lr"], inits=cfg["trained_inits"],
+                             epochs=cfg["trained_epochs"],
+                             data_sizes={"train": cfg["train_size"], "val": cfg["n_val"],
+                                         **({"test": cfg["test_size"]} if cfg["test_size"] else {})})
+    sub = base.Context(pt.NAME, pt.VERSION, cfg, ctx.store, ctx.backend, ctx.progress)
+    touts = sub.map(pt.base_shard, tshards, desc=f"{NAME} (trained populations)")
+    ctx.shards_computed += sub.shards_computed
+    ctx.shards_reused += sub.shards_reused
+    ctx.stored += sub.stored
     # longest first, so that no core idles at the end; big blocks of draws run in one pinned
     # worker process per core (backends.local): 1.3-1.4x faster on 2 cores than threads sharing
     # the cores; small ones here (no start-up cost). The tables keep the shards' own order.
     order = sorted(range(len(shards)), key=lambda i: -_cost(shards[i]))
-    done = ctx.map(any_shard, [shards[i] for i in order], desc="random-landscape shards",
+    done = ctx.map(landscape_shard, [shards[i] for i in order], desc="random-landscape shards",
                    pinned=cfg["block"] >= PINNED_BLOCK)
-    outs: list = [None] * len(shards)
+    draws: list = [None] * len(shards)
     for j, i in enumerate(order):
-        outs[i] = done[j]
-    draws = [o for s, o in zip(shards, outs) if s["kind"] == "draws"]
+        draws[i] = done[j]
     hist = pd.concat([o["histogram"] for o in draws], ignore_index=True)
     hist = hist.groupby(["cell", "input", "hidden", "correct"], as_index=False, sort=True)["count"].sum()
     hist["accuracy"] = hist["correct"] / cfg["n_val"]
     sample = pd.concat([o["sample"] for o in draws], ignore_index=True)
     sample["accuracy"] = sample["correct"] / cfg["n_val"]
     timing = pd.concat([o["timing"] for o in draws], ignore_index=True)
-    trained = pd.concat([o["summary"] for s, o in zip(shards, outs) if s["kind"] == "trained"], ignore_index=True)
+    trained = pd.concat([o["summary"].assign(task=cfg["task"]) for o in touts], ignore_index=True)
     return {"histogram": hist, "summary": summarize(hist), "sample": sample,
             "trained": trained[["cell", "input", "hidden", "seed", "best_val_acc", "best_epoch", "test_acc",
                                 "epochs", "status"]],
