@@ -62,9 +62,9 @@ CHOICES = {
     "trained": "the trained gap comes from `trained_inits` inits of each cell at `trained_size`, trained "
                "with the M protocol on First (same validation set); gap = difference of mean best val acc",
     "vanilla": "the first cell of `cells` is the baseline every other cell is compared to",
-    "shards": "one shard per (cell, size, block of `block` draws) and one per trained cell, run longest first "
-              "(blocks of >= 50,000 draws in one pinned worker process per core): a killed run resumes shard by "
-              "shard",
+    "shards": "one shard per trained cell (run first, see trained_population), then one per (cell, size, block of "
+              "`block` draws), longest first (blocks of >= 50,000 draws in one pinned worker process per core): a "
+              "killed run resumes shard by shard",
     "trained_population": "the trained populations ARE perturbation's base populations (its shards, seeds (seed, 70, i), "
                           "stored under its name): with the same settings - trained_inits = perturbation's "
                           "base_inits (12 at quick, 20 at paper scale), trained_size = its size, the same lr, epochs "
@@ -199,7 +199,7 @@ def execute(ctx) -> dict[str, pd.DataFrame]:
     sample = pd.concat([o["sample"] for o in draws], ignore_index=True)
     sample["accuracy"] = sample["correct"] / cfg["n_val"]
     timing = pd.concat([o["timing"] for o in draws], ignore_index=True)
-    trained = pd.concat([o["summary"].assign(task=cfg["task"]) for o in touts], ignore_index=True)
+    trained = pd.concat([o["summary"] for o in touts], ignore_index=True)
     return {"histogram": hist, "summary": summarize(hist), "sample": sample,
             "trained": trained[["cell", "input", "hidden", "seed", "best_val_acc", "best_epoch", "test_acc",
                                 "epochs", "status"]],
