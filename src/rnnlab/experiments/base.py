@@ -119,6 +119,18 @@ class Context:
         bar.close()
         return results
 
+    def map_as(self, owner, fn, shards: list[dict], desc: str | None = None) -> list[dict[str, pd.DataFrame]]:
+        """:meth:`map` for shards of another experiment module `owner`, under its name and VERSION
+        in the store: models that experiment trains are computed once and read back by both
+        (gradient-distribution uses embedded-reber's, random-landscape perturbation's). Counted
+        in this run's shards and listed in its record."""
+        sub = Context(owner.NAME, owner.VERSION, self.config, self.store, self.backend, self.progress)
+        out = sub.map(fn, shards, desc=desc)
+        self.shards_computed += sub.shards_computed
+        self.shards_reused += sub.shards_reused
+        self.stored += sub.stored
+        return out
+
     def _shard_table(self, t: str) -> str:
         return f"shard.{self.name}.{t}"
 

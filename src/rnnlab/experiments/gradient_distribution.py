@@ -152,12 +152,8 @@ def _ecdf(sorted_x: np.ndarray, grid: np.ndarray) -> np.ndarray:
 def execute(ctx: base.Context) -> dict[str, pd.DataFrame]:
     cfg = ctx.config
     # embedded-reber's own shards, through its own namespace in the store
-    sub = base.Context(er.NAME, er.VERSION, cfg, ctx.store, ctx.backend, ctx.progress)
     shards = er.shards(cfg)
-    outs = sub.map(rb.sequence_shard, shards, desc=f"{NAME} (embedded-reber models)")
-    ctx.shards_computed += sub.shards_computed
-    ctx.shards_reused += sub.shards_reused
-    ctx.stored += sub.stored          # the run record lists embedded-reber's files it was built from
+    outs = ctx.map_as(er, rb.sequence_shard, shards, desc=f"{NAME} (embedded-reber models)")
 
     hist, quant, ecdf, models, pooled = [], [], [], [], {}
     for shard, o in zip(shards, outs):

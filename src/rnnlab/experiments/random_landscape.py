@@ -179,11 +179,7 @@ def execute(ctx) -> dict[str, pd.DataFrame]:
                              epochs=cfg["trained_epochs"],
                              data_sizes={"train": cfg["train_size"], "val": cfg["n_val"],
                                          **({"test": cfg["test_size"]} if cfg["test_size"] else {})})
-    sub = base.Context(pt.NAME, pt.VERSION, cfg, ctx.store, ctx.backend, ctx.progress)
-    touts = sub.map(pt.base_shard, tshards, desc=f"{NAME} (trained populations)")
-    ctx.shards_computed += sub.shards_computed
-    ctx.shards_reused += sub.shards_reused
-    ctx.stored += sub.stored
+    touts = ctx.map_as(pt, pt.base_shard, tshards, desc=f"{NAME} (trained populations)")
     # longest first, so that no core idles at the end; big blocks of draws run in one pinned
     # worker process per core (backends.local): 1.3-1.4x faster on 2 cores than threads sharing
     # the cores; small ones here (no start-up cost). The tables keep the shards' own order.
