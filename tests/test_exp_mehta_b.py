@@ -86,13 +86,6 @@ def test_random_landscape_tiny(results):
     assert all(hh.get(c, 0) >= n for c, n in one.correct.value_counts().items())
 
 
-def _landscape_trained_shards(cfg):
-    return perturbation.base_shards(
-        cfg["cells"], seed=cfg["seed"], task=cfg["task"], init=cfg["init_scheme"], size=cfg["trained_size"],
-        lr=cfg["lr"], inits=cfg["trained_inits"], epochs=cfg["trained_epochs"],
-        data_sizes={"train": cfg["train_size"], "val": cfg["n_val"], "test": cfg["test_size"]})
-
-
 @pytest.mark.parametrize("scale", ["quick", "paper"])
 def test_landscape_trains_the_same_populations_as_perturbation_by_default(scale):
     """At quick and paper scale random-landscape's trained populations are perturbation's base
@@ -100,7 +93,7 @@ def test_landscape_trains_the_same_populations_as_perturbation_by_default(scale)
     from rnnlab.experiments.base import resolve_config
     rl = resolve_config(random_landscape, scale, {})
     pt = resolve_config(perturbation, scale, {})
-    mine = _landscape_trained_shards(rl)
+    mine = random_landscape.trained_shards(rl)
     theirs = perturbation.base_shards(
         pt["cells"], seed=pt["seed"], task=pt["task"], init=pt["init_scheme"], size=pt["size"],
         data_sizes=pt["data_sizes"], lr=pt["lr"], inits=pt["base_inits"], epochs=pt["base_epochs"])

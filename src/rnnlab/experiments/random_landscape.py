@@ -158,6 +158,15 @@ def _cost(shard: dict) -> float:
     return shard["n"] * shard["hmax"] * cell.state_mult * (cell.gates + 1)
 
 
+def trained_shards(cfg: dict) -> list[dict]:
+    """The trained reference populations: perturbation's base shards with this config's settings."""
+    return pt.base_shards(cfg["cells"], seed=cfg["seed"], task=cfg["task"], init=cfg["init_scheme"],
+                          size=cfg["trained_size"], lr=cfg["lr"], inits=cfg["trained_inits"],
+                          epochs=cfg["trained_epochs"],
+                          data_sizes={"train": cfg["train_size"], "val": cfg["n_val"],
+                                      **({"test": cfg["test_size"]} if cfg["test_size"] else {})})
+
+
 def execute(ctx) -> dict[str, pd.DataFrame]:
     cfg = ctx.config
     sizes = [(e, h) for e in cfg["inputs"] for h in cfg["hiddens"]]
@@ -174,12 +183,7 @@ def execute(ctx) -> dict[str, pd.DataFrame]:
                                "chunk": cfg["chunk"], "sample": min(cfg["sample"], cfg["draws"])})
     # the trained reference populations: perturbation's base shards, through its namespace in the
     # store (see CHOICES["trained_population"])
-    tshards = pt.base_shards(cfg["cells"], seed=cfg["seed"], task=cfg["task"], init=cfg["init_scheme"],
-                             size=cfg["trained_size"], lr=cfg["lr"], inits=cfg["trained_inits"],
-                             epochs=cfg["trained_epochs"],
-                             data_sizes={"train": cfg["train_size"], "val": cfg["n_val"],
-                                         **({"test": cfg["test_size"]} if cfg["test_size"] else {})})
-    touts = ctx.map_as(pt, pt.base_shard, tshards, desc=f"{NAME} (trained populations)")
+    touts = ctx.map_as(pt, pt.base_shard, trained_shards(cfg), desc=f"{NAME} (trained populations)")
     # longest first, so that no core idles at the end; big blocks of draws run in one pinned
     # worker process per core (backends.local): 1.3-1.4x faster on 2 cores than threads sharing
     # the cores; small ones here (no start-up cost). The tables keep the shards' own order.
