@@ -96,7 +96,7 @@ def test_parameters_follow_the_scheme():
                                rtol=1e-14)
 
 
-def test_shape_dtype_order_seeds_and_public_api():
+def test_shape_dtype_order_seeds_and_public_api(monkeypatch):
     lengths, sizes = [3, 1, 3], [2, 1]
     D = rnnlab.discrepancy("rnn-sigmoid", lengths, sizes, draws=50, seed=3)
     assert D.shape == (3, 2) and D.dtype == np.float64
@@ -111,6 +111,14 @@ def test_shape_dtype_order_seeds_and_public_api():
     few = dm.discrepancy_draws("rnn-sigmoid", [1, 3], [1, 2], draws=7, seed=3)
     many = dm.discrepancy_draws("rnn-sigmoid", [1, 3], [1, 2], draws=170, seed=3)
     np.testing.assert_allclose(few, many[:7], rtol=1e-14)
+    # ... nor on the blocks the draws are drawn and computed in (170 draws in blocks of 2 chunks:
+    # 6 blocks, several in flight at once; a scheme with uniform draws too)
+    monkeypatch.setattr(dm, "BLOCK", 80)
+    np.testing.assert_array_equal(many, dm.discrepancy_draws("rnn-sigmoid", [1, 3], [1, 2], draws=170, seed=3))
+    one = dm.discrepancy_draws("gru-s", [1, 4], [1, 3], draws=130, init="uniform", bias=True, seed=2, chunk=8)
+    monkeypatch.setattr(dm, "BLOCK", 10 ** 6)
+    np.testing.assert_array_equal(one, dm.discrepancy_draws("gru-s", [1, 4], [1, 3], draws=130, init="uniform",
+                                                            bias=True, seed=2, chunk=8))
     # after one step (h_0 = 0) the k-unit state is the leading part of the (k+1)-unit one, whose
     # input weights have the same N(0, 1) scale: the distance cannot shrink with k, draw by draw
     assert np.all(many[:, 0, 1] >= many[:, 0, 0]) and np.all(many > 0)

@@ -120,34 +120,54 @@ def _base_shape(cell, name: str, kmax: int) -> tuple[int, ...]:
     return tuple(shape)
 
 
+def _layout(cell, init, bias, kmax):
+    """(names, kinds, shapes, sizes) of the base tensors and the width of each random block."""
+    kinds = _kinds(cell, init, bias)
+    names = sorted(kinds)
+    shapes = {n: _base_shape(cell, n, kmax) for n in names}
+    sizes = {n: int(np.prod(shapes[n])) for n in names}
+    width = {kind: sum(sizes[n] for n in names if kinds[n][0] == kind) for kind in ("normal", "uniform")}
+    return names, kinds, shapes, sizes, width
+
+
+def _base_blocks(cell, init, bias, kmax, seed, draws: int, rows: int, blocks: int):
+    """Yield `blocks` dicts of base tensors [rows, ...]: rows b*rows .. (b+1)*rows-1 of
+    :func:`_draw_bases` (rows >= draws are zero). The two random streams are consumed in
+    order, so the values equal those of one [draws, n] block; only a block's worth of memory is
+    touched (fresh memory is slow to fault in: a one-shot 346 MB block of gru-s bases took
+    ~2 s more than drawing it in blocks on a 2-core VM)."""
+    names, kinds, shapes, sizes, width = _layout(cell, init, bias, kmax)
+    rngs = {kind: np.random.default_rng([seed, j]) for j, kind in enumerate(("normal", "uniform"))}
+    for b in range(blocks):
+        n = max(0, min(rows, draws - b * rows))
+        buf = {}
+        for kind, w in width.items():
+            if w:
+                x = np.zeros((rows, w))
+                if n:
+                    if kind == "normal":
+                        rngs[kind].standard_normal(out=x[:n])
+                    else:
+                        x[:n] = rngs[kind].uniform(-1.0, 1.0, (n, w))
+                buf[kind] = x
+        out, pos = {}, {"normal": 0, "uniform": 0}
+        for name in names:
+            kind = kinds[name][0]
+            if kind not in buf:
+                out[name] = np.zeros((rows,) + shapes[name])
+                continue
+            out[name] = buf[kind][:, pos[kind]:pos[kind] + sizes[name]].reshape((rows,) + shapes[name])
+            pos[kind] += sizes[name]
+        yield out
+
+
 def _draw_bases(cell, init, bias, kmax, seed, draws: int, total: int | None = None) -> dict:
     """Base tensors of draws 0..draws-1, stacked [total, ...] (rows >= draws are zero padding).
     Row d is row d of one [draws, n] block of standard normals (stream default_rng([seed, 0]))
     and one of U(-1, 1) (stream default_rng([seed, 1])), so it depends on (seed, d) only, not on
     the number of draws or on the chunking."""
     total = draws if total is None else total
-    names = sorted(_kinds(cell, init, bias))
-    kinds = _kinds(cell, init, bias)
-    shapes = {n: _base_shape(cell, n, kmax) for n in names}
-    sizes = {n: int(np.prod(shapes[n])) for n in names}
-    blocks = {}
-    for j, kind in enumerate(("normal", "uniform")):
-        width = sum(sizes[n] for n in names if kinds[n][0] == kind)
-        if width:
-            rng = np.random.default_rng([seed, j])
-            blocks[kind] = (rng.standard_normal((draws, width)) if kind == "normal"
-                            else rng.uniform(-1.0, 1.0, (draws, width)))
-    out, pos = {}, {"normal": 0, "uniform": 0}
-    for n in names:
-        kind = kinds[n][0]
-        if kind not in blocks:
-            out[n] = np.zeros((total,) + shapes[n])
-            continue
-        # a view of the block (a fresh copy of a few hundred MB cost ~2 s here); padding rows copy
-        x = blocks[kind][:, pos[kind]:pos[kind] + sizes[n]].reshape((draws,) + shapes[n])
-        pos[kind] += sizes[n]
-        out[n] = x if total == draws else np.concatenate([x, np.zeros((total - draws,) + shapes[n])])
-    return out
+    return next(_base_blocks(cell, init, bias, kmax, seed, draws, total, 1))
 
 
 def _model_from_base(cell, base: dict, init: str, k: int) -> dict:
@@ -371,55 +391,76 @@ def _compiled(cell_name: str, groups: tuple, lmax: int, fast: bool):
     return jit(f, cpu_options=CPU_OPTIONS)
 
 
+#: draws are drawn and computed in blocks of about this many (whole chunks), WORKERS blocks at a
+#: time: the host never holds all the draws' parameters (32768 gru-s draws at k <= 20 are 346 MB)
+BLOCK = 2048
+
+
 def _prepare(cell, lengths, hidden_sizes, draws, init, bias, seed, chunk, kernel):
+    """(compiled fn, blocks: a generator of host base dicts [chunks_per_block, chunk, ...],
+    number of blocks, scales, the sizes in output order)."""
     if kernel not in ("auto", "generic"):
         raise ConfigError(f"kernel: must be 'auto' or 'generic', got {kernel!r}")
     groups = tuple(tuple(g) for g in buckets(hidden_sizes))
     chunk = max(1, min(int(chunk), draws))
     n_chunks = -(-draws // chunk)
-    if n_chunks >= 2 * WORKERS:
-        n_chunks = -(-n_chunks // WORKERS) * WORKERS        # equal parts for the worker threads
+    n_blocks = -(-n_chunks * chunk // BLOCK)
+    if n_blocks > 1:
+        n_blocks = -(-n_blocks // WORKERS) * WORKERS            # equal work for the worker threads
+    per_block = -(-n_chunks // n_blocks)                        # chunks per block
     fast = kernel == "auto" and cell.name in FAST_CELLS and cells.get(cell.name) is cell
     fn = _compiled(cell.name, groups, max(lengths), fast)
     kmax = max(hidden_sizes)
-    base = _draw_bases(cell, init, bias, kmax, seed, draws, n_chunks * chunk)
-    base = {n: jnp.asarray(x.reshape((n_chunks, chunk) + x.shape[1:])) for n, x in base.items()}
+    rows = per_block * chunk
+    blocks = ({n: x.reshape((per_block, chunk) + x.shape[1:]) for n, x in b.items()}
+              for b in _base_blocks(cell, init, bias, kmax, seed, draws, rows, n_blocks))
     order = [k for g in groups for k in g]
-    scales = {n: jnp.asarray([_scale(cell, n, init, k) for k in order], jnp.float64) for n in base}
-    return fn, base, scales, order
+    scales = {n: jnp.asarray([_scale(cell, n, init, k) for k in order], jnp.float64)
+              for n in _kinds(cell, init, bias)}
+    return fn, blocks, n_blocks, scales, order
 
 
 _EXECUTABLES: dict = {}
 
 
-def _execute(fn, base: dict, scales: dict, timing: dict | None = None, fresh: bool = False):
-    """Run the compiled discrepancy function, compiling ahead of time on first use of a shape
-    (so the compile and run times can be told apart)."""
-    n_chunks = next(iter(base.values())).shape[0]
-    parts = WORKERS if n_chunks >= 2 * WORKERS and n_chunks % WORKERS == 0 else 1
-    step = n_chunks // parts
-    pieces = [{k: v[i * step:(i + 1) * step] for k, v in base.items()} for i in range(parts)]
-    sig = (fn, tuple((k, v.shape) for k, v in sorted(pieces[0].items())),
-           tuple((k, v.shape) for k, v in sorted(scales.items())))
+def _execute(fn, blocks, n_blocks: int, scales: dict, timing: dict | None = None, fresh: bool = False):
+    """Run the compiled discrepancy function on every block (compiled ahead of time on first use
+    of a shape, so the compile and run times can be told apart). This thread draws the blocks in
+    order while up to WORKERS threads compute the previous ones (XLA runs one CPU computation on
+    one core)."""
     t0 = time.perf_counter()
+    draw_s = 0.0
+    first = next(blocks)
+    draw_s += time.perf_counter() - t0
+    sig = (fn, tuple((k, v.shape) for k, v in sorted(first.items())),
+           tuple((k, v.shape) for k, v in sorted(scales.items())))
+    t1 = time.perf_counter()
     exe = None if fresh else _EXECUTABLES.get(sig)
     if exe is None:
-        exe = fn.lower(pieces[0], scales).compile()
+        exe = fn.lower(first, scales).compile()
         if len(_EXECUTABLES) > 64:
             _EXECUTABLES.clear()
         _EXECUTABLES[sig] = exe
-    t1 = time.perf_counter()
-    if parts == 1:
-        out = np.asarray(jax.block_until_ready(exe(pieces[0], scales)))
-    else:       # XLA runs one CPU computation on one core: one computation per core, in threads
-        with ThreadPoolExecutor(parts) as pool:
-            # (x64: a thread starts with JAX's global setting)
-            outs = list(pool.map(x64(lambda b: np.asarray(jax.block_until_ready(exe(b, scales)))), pieces))
-        out = np.concatenate(outs)
     t2 = time.perf_counter()
+    # (x64: a thread starts with JAX's global setting)
+    run = x64(lambda b: np.asarray(jax.block_until_ready(exe(b, scales))))
+    if n_blocks == 1:
+        outs = [run(first)]
+    else:
+        with ThreadPoolExecutor(WORKERS) as pool:
+            futs = [pool.submit(run, first)]
+            for _ in range(n_blocks - 1):
+                if len(futs) >= WORKERS + 1:         # at most WORKERS + 1 blocks in memory
+                    futs[len(futs) - WORKERS - 1].result()
+                t = time.perf_counter()
+                b = next(blocks)
+                draw_s += time.perf_counter() - t
+                futs.append(pool.submit(run, b))
+            outs = [f.result() for f in futs]
+    t3 = time.perf_counter()
     if timing is not None:
-        timing.update(compile_s=t1 - t0, run_s=t2 - t1)
-    return out
+        timing.update(draw_s=draw_s, compile_s=t2 - t1, run_s=t3 - t2)
+    return np.concatenate(outs)
 
 
 @x64
@@ -431,11 +472,9 @@ def discrepancy_draws(cell: str, lengths, hidden_sizes, draws: int = 2000, init:
     given, receives draw_s, compile_s (0 when already compiled) and run_s."""
     c, lengths, hidden_sizes, draws, bias, seed = _check(cell, lengths, hidden_sizes, draws, init,
                                                          bias, seed)
-    t0 = time.perf_counter()
-    fn, base, scales, order = _prepare(c, lengths, hidden_sizes, draws, init, bias, seed, chunk, kernel)
-    if timing is not None:
-        timing["draw_s"] = time.perf_counter() - t0
-    out = _execute(fn, base, scales, timing)[:draws]             # [draws, lmax, n_unique]
+    fn, blocks, n_blocks, scales, order = _prepare(c, lengths, hidden_sizes, draws, init, bias, seed, chunk,
+                                                   kernel)
+    out = _execute(fn, blocks, n_blocks, scales, timing)[:draws]     # [draws, lmax, n_unique]
     col = {k: i for i, k in enumerate(order)}
     li, ki = np.asarray(lengths) - 1, [col[k] for k in hidden_sizes]
     if list(li) != list(range(out.shape[1])):           # (copies of [draws, lmax, n] only when needed)
@@ -463,8 +502,7 @@ def timings(cell: str, lengths, hidden_sizes, draws: int = 2000, init: str = "no
     ahead-of-time compilation) and running (run_s) one discrepancy computation."""
     c, lengths, hidden_sizes, draws, bias, seed = _check(cell, lengths, hidden_sizes, draws, init,
                                                          bias, seed)
-    t0 = time.perf_counter()
-    fn, base, scales, _ = _prepare(c, lengths, hidden_sizes, draws, init, bias, seed, chunk, "auto")
-    out = {"draw_s": time.perf_counter() - t0}
-    _execute(fn, base, scales, out, fresh=True)
+    fn, blocks, n_blocks, scales, _ = _prepare(c, lengths, hidden_sizes, draws, init, bias, seed, chunk, "auto")
+    out: dict = {}
+    _execute(fn, blocks, n_blocks, scales, out, fresh=True)
     return out

@@ -168,12 +168,52 @@ def _batch(spec, loss: str, hmax: int, positions, full_length: bool, lp, lm, tok
     return jnp.sum(loss_m), (loss_m, jnp.sum(corr * w[:, None], 0), jnp.sum(cnt * w[:, None], 0))
 
 
-def _finite_lanes(tree):
-    out = None
-    for leaf in jax.tree_util.tree_leaves(tree):
-        f = jnp.all(jnp.isfinite(leaf.reshape(-1, leaf.shape[-1])), axis=0)
-        out = f if out is None else out & f
-    return out
+class Flat:
+    """Every parameter of a model in one vector: a parameter tree packs to [P] (one model),
+    [M, P] (models first) or [P, M] (lane layout) and back. The optimizer update, the
+    finiteness checks and the divergence selects of an epoch then run as a few loops over one
+    array instead of a few per tensor (a GRU has 6): the lane epoch of GRU(4,4) has 91 kernels
+    instead of 111. Measured (8 programs each, 5-12 models, First, one core): compiling the lane
+    epoch 16% faster for GRU(4,4) and 3% for rnn-tanh(2,2), the models-first epoch
+    (engine.train.train_epoch) 17% faster for GRU(8,8); the epochs themselves within noise."""
+
+    def __init__(self, tree, axis: int | None):
+        leaves, self.treedef = jax.tree_util.tree_flatten(tree)
+        self.shapes = [tuple(np.delete(np.shape(a), axis)) if axis is not None else tuple(np.shape(a))
+                       for a in leaves]
+        self.sizes = [int(np.prod(s, dtype=int)) for s in self.shapes]
+
+    def pack(self, tree, axis: int | None):
+        """[P], [M, P] (axis 0) or [P, M] (axis -1)."""
+        leaves = jax.tree_util.tree_leaves(tree)
+        if axis is None:
+            return jnp.concatenate([a.reshape(-1) for a in leaves])
+        if axis == 0:
+            return jnp.concatenate([a.reshape(a.shape[0], -1) for a in leaves], 1)
+        return jnp.concatenate([a.reshape(-1, a.shape[-1]) for a in leaves], 0)
+
+    def unpack(self, flat, axis: int | None):
+        cut = np.cumsum(self.sizes)[:-1]
+        if axis is None:
+            parts = [a.reshape(s) for a, s in zip(jnp.split(flat, cut), self.shapes)]
+        elif axis == 0:
+            parts = [a.reshape((flat.shape[0],) + s) for a, s in zip(jnp.split(flat, cut, axis=1), self.shapes)]
+        else:
+            parts = [a.reshape(s + (flat.shape[-1],)) for a, s in zip(jnp.split(flat, cut, axis=0), self.shapes)]
+        return jax.tree_util.tree_unflatten(self.treedef, parts)
+
+    def _is_params(self, x):
+        return jax.tree_util.tree_structure(x) == self.treedef
+
+    def pack_state(self, state, axis: int | None):
+        """An optimizer state with every parameter-shaped subtree (Adam's moments) packed."""
+        return jax.tree_util.tree_map(lambda x: self.pack(x, axis) if self._is_params(x) else x, state,
+                                      is_leaf=self._is_params)
+
+    def unpack_state(self, state, like, axis: int | None):
+        """Undo :meth:`pack_state`; `like` is the state before packing (for its structure)."""
+        return jax.tree_util.tree_map(lambda x, y: self.unpack(x, axis) if self._is_params(y) else x,
+                                      state, like)
 
 
 def _epoch(spec, protocol: Protocol, hmax: int, n_batches: int, params, opt_state, mask, lr, active,
@@ -209,29 +249,35 @@ def epoch_with(grad, protocol: Protocol, n_batches: int, params, opt_state, mask
     tms = tm[idx].transpose(0, 3, 1, 2)
     acs = ac[idx].transpose(0, 3, 4, 1, 2)                               # [nb, P, O, B, M]
     w = (jnp.arange(n_batches * b) < n).astype(lr.dtype).reshape(n_batches, b)
-    lp, lo, lm = _lanes(params), _lanes(opt_state), _lanes(mask)
+    lp, lm = _lanes(params), _lanes(mask)
+    flat = Flat(lp, -1)
+    lo0 = _lanes(opt_state)
+    lo = flat.pack_state(lo0, -1)
     adam = optax.scale_by_adam()
 
     def step(carry, inp):
-        p, o, alive, lsum, csum, nsum = carry
+        pf, o, alive, lsum, csum, nsum = carry
         tok, ln, tg_, tm_, ac_, wt = inp
-        (loss_m, corr, cnt), g = grad(p, lm, tok, ln, tg_, tm_, ac_, wt)
+        (loss_m, corr, cnt), g = grad(flat.unpack(pf, -1), lm, tok, ln, tg_, tm_, ac_, wt)
+        g = flat.pack(g, -1)
         if protocol.optimizer == "adam":
             upd, o2 = adam.update(g, o)
         else:
             upd, o2 = g, o
-        p2 = jax.tree_util.tree_map(lambda a, u: a - lr * u, p, upd)
-        ok = alive & jnp.isfinite(loss_m) & (loss_m < protocol.max_loss) & _finite_lanes(g) & _finite_lanes(p2)
+        p2 = pf - lr * upd
+        ok = (alive & jnp.isfinite(loss_m) & (loss_m < protocol.max_loss)
+              & jnp.all(jnp.isfinite(g), 0) & jnp.all(jnp.isfinite(p2), 0))
         sel = lambda x, y: jnp.where(ok, x, y)                           # noqa: E731
-        p, o = jax.tree_util.tree_map(sel, p2, p), jax.tree_util.tree_map(sel, o2, o)
+        pf, o = sel(p2, pf), jax.tree_util.tree_map(sel, o2, o)
         wsum = jnp.sum(wt)
-        return (p, o, ok, lsum + jnp.where(ok, loss_m * wsum, 0.0), csum + jnp.where(ok, corr, 0.0),
+        return (pf, o, ok, lsum + jnp.where(ok, loss_m * wsum, 0.0), csum + jnp.where(ok, corr, 0.0),
                 nsum + jnp.where(ok, cnt, 0.0)), None
 
     z = jnp.zeros_like(lr)
-    (lp, lo, alive, lsum, csum, nsum), _ = jax.lax.scan(
-        step, (lp, lo, active, z, z, z), (toks, lens, tgs, tms, acs, w))
-    return _models_first(lp), _models_first(lo), alive, lsum / n, csum / jnp.maximum(nsum, 1.0)
+    (pf, lo, alive, lsum, csum, nsum), _ = jax.lax.scan(
+        step, (flat.pack(lp, -1), lo, active, z, z, z), (toks, lens, tgs, tms, acs, w))
+    return (_models_first(flat.unpack(pf, -1)), _models_first(flat.unpack_state(lo, lo0, -1)), alive, lsum / n,
+            csum / jnp.maximum(nsum, 1.0))
 
 
 _STATIC = ("spec", "protocol", "hmax", "n_batches", "positions", "full_length")

@@ -56,11 +56,6 @@ def _tree_where(c, a, b):
         lambda x, y: jnp.where(c.reshape((-1,) + (1,) * (x.ndim - 1)), x, y), a, b)
 
 
-def _all_finite(tree):
-    leaves = jax.tree_util.tree_leaves(tree)
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
-
-
 @x64
 @partial(jit, static_argnames=("spec", "protocol", "hmax", "n_batches", "positions", "full_length"))
 def train_epoch(spec, protocol: Protocol, hmax: int, n_batches: int,
@@ -86,17 +81,20 @@ def train_epoch(spec, protocol: Protocol, hmax: int, n_batches: int,
     adam = optax.scale_by_adam()
     lossf = partial(batch_loss, spec, protocol.loss, positions=positions, full_length=full_length)
 
-    def one_model(p, o, m, ix, wt, lr_m):
+    flat = lanes.Flat(params, 0)          # every parameter of a model in one vector (see there)
+
+    def one_model(pf, o, m, ix, wt, lr_m):
         sel = {k: data[k][ix] for k in DATA_KEYS}
         (loss, (corr, cnt)), g = jax.value_and_grad(lossf, has_aux=True)(
-            p, m, hmax, sel["tokens"], sel["lengths"], sel["targets"], sel["target_mask"],
-            sel["accept"], wt)
+            flat.unpack(pf, None), m, hmax, sel["tokens"], sel["lengths"], sel["targets"],
+            sel["target_mask"], sel["accept"], wt)
+        g = flat.pack(g, None)
         if protocol.optimizer == "adam":
             upd, o2 = adam.update(g, o)
         else:
             upd, o2 = g, o
-        p2 = jax.tree_util.tree_map(lambda a, u: a - lr_m * u, p, upd)
-        finite = jnp.isfinite(loss) & (loss < protocol.max_loss) & _all_finite(g) & _all_finite(p2)
+        p2 = pf - lr_m * upd
+        finite = jnp.isfinite(loss) & (loss < protocol.max_loss) & jnp.all(jnp.isfinite(g)) & jnp.all(jnp.isfinite(p2))
         return p2, o2, loss, corr, cnt, finite
 
     def step(carry, inp):
@@ -114,9 +112,10 @@ def train_epoch(spec, protocol: Protocol, hmax: int, n_batches: int,
         return (params, opt_state, ok, lsum, csum, nsum), None
 
     zeros = jnp.zeros_like(lr)
-    (params, opt_state, alive, lsum, csum, nsum), _ = jax.lax.scan(
-        step, (params, opt_state, active, zeros, zeros, zeros), (idx, w))
-    return params, opt_state, alive, lsum / n, csum / jnp.maximum(nsum, 1.0)
+    (pf, of, alive, lsum, csum, nsum), _ = jax.lax.scan(
+        step, (flat.pack(params, 0), flat.pack_state(opt_state, 0), active, zeros, zeros, zeros), (idx, w))
+    return (flat.unpack(pf, 0), flat.unpack_state(of, opt_state, 0), alive, lsum / n,
+            csum / jnp.maximum(nsum, 1.0))
 
 
 #: a population is cut into shards only if each shard gets at least this many models
