@@ -38,5 +38,8 @@ def test_cpu_options_are_per_program_and_merged():
 
 def test_lane_kernel_picks_its_options_by_population_size():
     from rnnlab.engine import lanes
-    assert lanes._SMALL._cpu == dict(lanes.CPU_OPTIONS, **_jaxcfg.CPU_OPTIONS)
+    assert lanes._SMALL._cpu == dict(lanes.CPU_OPTIONS, **_jaxcfg.CPU_OPTIONS, **_jaxcfg.SMALL_OPTIONS)
     assert lanes._LARGE._cpu == lanes.CPU_OPTIONS
+    from rnnlab.engine import train
+    assert train._EPOCH_SMALL._cpu == dict(_jaxcfg.CPU_OPTIONS, **_jaxcfg.SMALL_OPTIONS)
+    assert train._EPOCH_LARGE._cpu == _jaxcfg.CPU_OPTIONS

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .._jaxcfg import jit
+from .._jaxcfg import SMALL_OPTIONS, jit
 from .. import cells
 from ..cells import base as cb
 from . import model as mdl
@@ -283,12 +283,12 @@ def epoch_with(grad, protocol: Protocol, n_batches: int, params, opt_state, mask
 _STATIC = ("spec", "protocol", "hmax", "n_batches", "positions", "full_length")
 
 #: populations of at most this many models compile the kernel with XLA's fusion emitters off
-#: (:data:`rnnlab._jaxcfg.CPU_OPTIONS`). Measured (one core, cold, GRU(4,4), one Mehta epoch of
+#: (:data:`rnnlab._jaxcfg.CPU_OPTIONS`) and 128-bit vectors (:data:`rnnlab._jaxcfg.SMALL_OPTIONS`). Measured (one core, cold, GRU(4,4), one Mehta epoch of
 #: First): compile 4.1 -> 2.8 s at M=4 and 5.0 -> 3.5 s at M=64, epoch +16% at M=16 and M=64;
 #: a small population stops within tens of epochs, so the compile it saves outweighs what it
 #: loses (trainability-grid at quick, one core: 72 -> 55 s), a large one runs long enough to lose.
 FAST_COMPILE_MAX_MODELS = 16
-_SMALL = jit(_epoch, static_argnames=_STATIC, cpu_options=CPU_OPTIONS)
+_SMALL = jit(_epoch, static_argnames=_STATIC, cpu_options=dict(CPU_OPTIONS, **SMALL_OPTIONS))
 _LARGE = jit(_epoch, static_argnames=_STATIC, cpu_options=CPU_OPTIONS, fast_compile=False)
 
 

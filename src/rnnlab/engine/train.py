@@ -29,7 +29,7 @@ import numpy as np
 import optax
 import pandas as pd
 
-from .._jaxcfg import jit, x64
+from .._jaxcfg import SMALL_OPTIONS, jit, x64
 from ..progress import progress_bar
 from ..errors import ConfigError
 from . import lanes, ragged
@@ -56,9 +56,7 @@ def _tree_where(c, a, b):
         lambda x, y: jnp.where(c.reshape((-1,) + (1,) * (x.ndim - 1)), x, y), a, b)
 
 
-@x64
-@partial(jit, static_argnames=("spec", "protocol", "hmax", "n_batches", "positions", "full_length"))
-def train_epoch(spec, protocol: Protocol, hmax: int, n_batches: int,
+def _train_epoch(spec, protocol: Protocol, hmax: int, n_batches: int,
                 params, opt_state, mask, lr, active, keys, epoch, data, positions: tuple | None = None,
                 full_length: bool = False):
     """One epoch for all models. Returns (params, opt_state, alive, mean_loss, train_acc).
@@ -116,6 +114,23 @@ def train_epoch(spec, protocol: Protocol, hmax: int, n_batches: int,
         step, (flat.pack(params, 0), flat.pack_state(opt_state, 0), active, zeros, zeros, zeros), (idx, w))
     return (flat.unpack(pf, 0), flat.unpack_state(of, opt_state, 0), alive, lsum / n,
             csum / jnp.maximum(nsum, 1.0))
+
+
+_EPOCH_STATIC = ("spec", "protocol", "hmax", "n_batches", "positions", "full_length")
+_EPOCH_SMALL = jit(_train_epoch, static_argnames=_EPOCH_STATIC, cpu_options=SMALL_OPTIONS)
+_EPOCH_LARGE = jit(_train_epoch, static_argnames=_EPOCH_STATIC)
+
+
+@x64
+def train_epoch(spec, protocol: Protocol, hmax: int, n_batches: int,
+                params, opt_state, mask, lr, active, keys, epoch, data, positions: tuple | None = None,
+                full_length: bool = False):
+    """One epoch for all models (compiled; see :func:`_train_epoch`), with
+    :data:`rnnlab._jaxcfg.SMALL_OPTIONS` for at most lanes.FAST_COMPILE_MAX_MODELS models."""
+    small = int(np.shape(lr)[0]) <= lanes.FAST_COMPILE_MAX_MODELS
+    return (_EPOCH_SMALL if small else _EPOCH_LARGE)(
+        spec, protocol, hmax, n_batches, params, opt_state, mask, lr, active, keys, epoch, data,
+        positions=positions, full_length=full_length)
 
 
 #: a population is cut into shards only if each shard gets at least this many models
