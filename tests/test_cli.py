@@ -297,7 +297,7 @@ def test_run_reproduce_report(tmp_path, fake_registry, capsys):
     text, err = capsys.readouterr()
     assert code == 1
     assert "deliberately broken" in err
-    assert "2 experiments (all, scale tiny), 2 claims: 1 hold, 1 fail, 0 inconclusive" in text
+    assert "2 experiments (all, scale tiny), 2 claims: 1 hold, 1 fail, 0 inconclusive (100.0% decided)" in text
     assert "FAILED to run: broken-exp" in text and "total wall time" in text
     repro = json.loads((out / "reproduce.json").read_text())
     assert repro["experiments"]["fake-exp"]["status"] == "done"

@@ -600,6 +600,7 @@ def _finish_reproduce(args, names, out, status, t0, started, platform, jobs) -> 
     failed = [n for n, s in status.items() if s["status"] == "failed"]
     print(f"{len(names)} experiments ({args.paper}, scale {args.scale}), {len(allv)} claims: "
           f"{allv.count('holds')} hold, {allv.count('fails')} fail, {allv.count('inconclusive')} inconclusive"
+          + (f" ({100 * (len(allv) - allv.count('inconclusive')) / len(allv):.1f}% decided)" if allv else "")
           + (f"; {len(failed)} experiment(s) FAILED to run: {', '.join(failed)}" if failed else ""))
     print(f"total wall time {_wall(wall)}")
     print(f"report: {html_path}  {md_path}")
