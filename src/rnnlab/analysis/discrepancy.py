@@ -418,8 +418,8 @@ def _prepare(cell, lengths, hidden_sizes, draws, init, bias, seed, chunk, kernel
     chunk = max(1, min(int(chunk), draws))
     n_chunks = -(-draws // chunk)
     n_blocks = -(-n_chunks * chunk // BLOCK)
-    if n_blocks > 1:
-        n_blocks = -(-n_blocks // WORKERS) * WORKERS            # equal work for the worker threads
+    if n_chunks >= 2 * WORKERS:                                 # equal work for the worker threads
+        n_blocks = -(-max(n_blocks, WORKERS) // WORKERS) * WORKERS
     per_block = -(-n_chunks // n_blocks)                        # chunks per block
     fast = kernel == "auto" and cell.name in FAST_CELLS and cells.get(cell.name) is cell
     fn = _compiled(cell.name, groups, max(lengths), fast)
@@ -455,20 +455,17 @@ def _execute(fn, blocks, n_blocks: int, scales: dict, timing: dict | None = None
             _EXECUTABLES.clear()
         _EXECUTABLES[sig] = exe
     t2 = time.perf_counter()
-    rows = int(np.prod(next(iter(first.values())).shape[:2]))
-    out = None
+    rows = int(exe.out_info.shape[0])
+    out = _zeros((n_blocks * rows,) + tuple(exe.out_info.shape[1:]))
 
     @x64                                  # (a thread starts with JAX's global setting)
     def run(i, b):
-        nonlocal out
-        r = np.asarray(jax.block_until_ready(exe(b, scales)))
-        if out is None:                   # (the first block is computed alone: no race)
-            out = _zeros((n_blocks * rows,) + r.shape[1:])
-        out[i * rows:(i + 1) * rows] = r
-    run(0, first)
-    if n_blocks > 1:
+        out[i * rows:(i + 1) * rows] = np.asarray(jax.block_until_ready(exe(b, scales)))
+    if n_blocks == 1:
+        run(0, first)
+    else:
         with ThreadPoolExecutor(WORKERS) as pool:
-            futs = []
+            futs = [pool.submit(run, 0, first)]
             for i in range(1, n_blocks):
                 if len(futs) >= WORKERS + 1:         # at most WORKERS + 1 blocks in memory
                     futs[len(futs) - WORKERS - 1].result()
