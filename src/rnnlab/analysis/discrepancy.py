@@ -20,7 +20,9 @@ How it is computed (float64 throughout: the vanilla tail falls to ~1e-11 by l = 
 * Hidden sizes are zero-padded into a few buckets (masks keep padded units at 0; see
   :data:`MAX_BUCKETS` for the measured trade of padding against compile time), draws are
   processed in chunks that fit in cache, all in one compiled function per (cell, grid) that
-  serves every init scheme (the scheme's scales are an input).
+  serves every init scheme (the scheme's scales are an input). The host draws the parameters
+  in blocks of ~:data:`BLOCK` draws while worker threads compute the previous blocks, so it
+  never holds every draw's parameters at once.
   rnn-tanh, rnn-sigmoid, gru and gru-s have hand-vectorised kernels (draws on the SIMD axis);
   any other registered cell runs through its own ``step`` under ``vmap`` (same numbers,
   slower).
