@@ -175,7 +175,9 @@ class Flat:
     array instead of a few per tensor (a GRU has 6): the lane epoch of GRU(4,4) has 91 kernels
     instead of 111. Measured (8 programs each, 5-12 models, First, one core): compiling the lane
     epoch 16% faster for GRU(4,4) and 3% for rnn-tanh(2,2), the models-first epoch
-    (engine.train.train_epoch) 17% faster for GRU(8,8); the epochs themselves within noise."""
+    (engine.train.train_epoch) 17% faster for GRU(8,8); the epochs themselves within noise.
+    XLA fuses the one-array update differently, so float32 parameters can differ in the last
+    bit from a per-tensor update (2.4e-7 after 3 epochs); float64 results agree to 1e-12."""
 
     def __init__(self, tree, axis: int | None):
         leaves, self.treedef = jax.tree_util.tree_flatten(tree)
@@ -283,8 +285,8 @@ def epoch_with(grad, protocol: Protocol, n_batches: int, params, opt_state, mask
 _STATIC = ("spec", "protocol", "hmax", "n_batches", "positions", "full_length")
 
 #: populations of at most this many models compile the kernel with XLA's fusion emitters off
-#: (:data:`rnnlab._jaxcfg.CPU_OPTIONS`) and 128-bit vectors (:data:`rnnlab._jaxcfg.SMALL_OPTIONS`). Measured (one core, cold, GRU(4,4), one Mehta epoch of
-#: First): compile 4.1 -> 2.8 s at M=4 and 5.0 -> 3.5 s at M=64, epoch +16% at M=16 and M=64;
+#: (:data:`rnnlab._jaxcfg.CPU_OPTIONS`) and 128-bit vectors (:data:`rnnlab._jaxcfg.SMALL_OPTIONS`).
+#: Measured (one core, cold, GRU(4,4), one Mehta epoch of First, fusion emitters): compile 4.1 -> 2.8 s at M=4 and 5.0 -> 3.5 s at M=64, epoch +16% at M=16 and M=64;
 #: a small population stops within tens of epochs, so the compile it saves outweighs what it
 #: loses (trainability-grid at quick, one core: 72 -> 55 s), a large one runs long enough to lose.
 FAST_COMPILE_MAX_MODELS = 16

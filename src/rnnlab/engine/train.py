@@ -57,8 +57,8 @@ def _tree_where(c, a, b):
 
 
 def _train_epoch(spec, protocol: Protocol, hmax: int, n_batches: int,
-                params, opt_state, mask, lr, active, keys, epoch, data, positions: tuple | None = None,
-                full_length: bool = False):
+                 params, opt_state, mask, lr, active, keys, epoch, data, positions: tuple | None = None,
+                 full_length: bool = False):
     """One epoch for all models. Returns (params, opt_state, alive, mean_loss, train_acc).
     Static hints about the data (exact; see engine.model.scored_positions / full_length):
     positions - where data["target_mask"] can be non-zero (None: all), only those are read out
@@ -92,7 +92,8 @@ def _train_epoch(spec, protocol: Protocol, hmax: int, n_batches: int,
         else:
             upd, o2 = g, o
         p2 = pf - lr_m * upd
-        finite = jnp.isfinite(loss) & (loss < protocol.max_loss) & jnp.all(jnp.isfinite(g)) & jnp.all(jnp.isfinite(p2))
+        finite = (jnp.isfinite(loss) & (loss < protocol.max_loss) & jnp.all(jnp.isfinite(g))
+                  & jnp.all(jnp.isfinite(p2)))
         return p2, o2, loss, corr, cnt, finite
 
     def step(carry, inp):
