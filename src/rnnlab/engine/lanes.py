@@ -177,7 +177,7 @@ class Flat:
     epoch 16% faster for GRU(4,4) and 3% for rnn-tanh(2,2), the models-first epoch
     (engine.train.train_epoch) 17% faster for GRU(8,8); the epochs themselves within noise.
     XLA fuses the one-array update differently, so float32 parameters can differ in the last
-    bit from a per-tensor update (2.4e-7 after 3 epochs); float64 results agree to 1e-12."""
+    bit from a per-tensor update (measured after 3 epochs: 2.4e-7; in float64, 4.4e-16)."""
 
     def __init__(self, tree, axis: int | None):
         leaves, self.treedef = jax.tree_util.tree_flatten(tree)
