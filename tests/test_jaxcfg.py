@@ -43,3 +43,14 @@ def test_lane_kernel_picks_its_options_by_population_size():
     from rnnlab.engine import train
     assert train._EPOCH_SMALL._cpu == dict(_jaxcfg.CPU_OPTIONS, **_jaxcfg.SMALL_OPTIONS)
     assert train._EPOCH_LARGE._cpu == _jaxcfg.CPU_OPTIONS
+
+
+def test_models_first_epoch_picks_its_program_by_population_size(monkeypatch):
+    from rnnlab.engine import lanes, train
+    calls = []
+    monkeypatch.setattr(train, "_EPOCH_SMALL", lambda *a, **k: calls.append(("small", len(a[7]))))
+    monkeypatch.setattr(train, "_EPOCH_LARGE", lambda *a, **k: calls.append(("large", len(a[7]))))
+    for m in (1, lanes.FAST_COMPILE_MAX_MODELS, lanes.FAST_COMPILE_MAX_MODELS + 1):
+        train.train_epoch(None, None, 4, 1, {}, {}, {}, np.ones(m), np.ones(m, bool), None, 0, {})
+    assert calls == [("small", 1), ("small", lanes.FAST_COMPILE_MAX_MODELS),
+                     ("large", lanes.FAST_COMPILE_MAX_MODELS + 1)]
