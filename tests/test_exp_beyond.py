@@ -186,20 +186,27 @@ def test_capacity_bits_claim_fails_on_broken_table():
     assert c.verdict == "holds"
 
 
-def test_capacity_shards_per_n_equal_one_shard_for_all_n():
-    """The experiment trains each (cell, N) as its own shard (a kill loses one population at
-    most); that gives exactly the rows one shard over every N gives."""
+def test_capacity_shards_per_n_and_size_equal_one_shard_for_everything():
+    """The experiment trains each (cell, N, hidden size) as its own population (a kill loses one
+    population at most; a small model is not padded to the largest size); in float64 that gives
+    the rows, seeds and model numbers of one population of every size trained on every N."""
     import pandas as pd
     from rnnlab.experiments import capacity_bits as cb
-    cfg = cb.default_config("tiny")
-    shards = cb._shards(cfg)
-    assert [s["n_examples"] for s in shards] == [[64], [32]] and all(s["nmax"] == 64 for s in shards)
-    both = cb.capacity_shard(dict(shards[0], n_examples=[32, 64]))
+    assert cb.size_groups([2, 4, 8, 16]) == [[3], [2], [0, 1]] and cb.size_groups([4, 2]) == [[1, 0]]
+    assert len(cb._shards(cb.default_config("quick"))) == 3 * 2           # (cell, N): sizes together
+    cfg = dict(cb.default_config("tiny"), hiddens=[2, 6], size_groups=True)
+    shards = [dict(s, dtype="float64") for s in cb._shards(cfg)]
+    assert [(s["n_examples"], s["hiddens"], s["hidden_ids"]) for s in shards] == \
+        [([64], [6], [1]), ([64], [2], [0]), ([32], [6], [1]), ([32], [2], [0])]
+    assert all("hidden_ids" not in s for s in cb._shards(cb.default_config("quick")))     # as before
+    assert all(s["nmax"] == 64 for s in shards)
+    both = cb.capacity_shard(dict(shards[0], n_examples=[32, 64], hiddens=[2, 6], hidden_ids=[0, 1]))
     apart = [cb.capacity_shard(s) for s in shards]
     for t, keys in (("capacity", ["n_examples", "hidden", "init"]), ("curves", ["n_examples", "model", "epoch"])):
         a = both[t].sort_values(keys).reset_index(drop=True)
         b = pd.concat([x[t] for x in apart]).sort_values(keys).reset_index(drop=True)
-        pd.testing.assert_frame_equal(a, b)
+        pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-9, atol=1e-12)
+    assert sorted(both["curves"]["model"].unique()) == list(range(len(cfg["hiddens"]) * cfg["inits"]))
 
 
 def test_gated_cells_end_to_end_tiny(tmp_path):
