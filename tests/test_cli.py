@@ -392,6 +392,11 @@ def test_schedule_runs_the_model_owners_first():
     gradient-distribution), so the second reads them from the store instead of training them."""
     from rnnlab import experiments
     from rnnlab.backends.jobs import longest_first
-    order = longest_first(experiments.names())
-    for first, second in (("random-landscape", "perturbation"), ("embedded-reber", "gradient-distribution")):
-        assert order.index(first) < order.index(second)
+    from rnnlab.backends.jobs import PAPER_WALL_S, QUICK_WALL_S
+    assert set(PAPER_WALL_S) == set(QUICK_WALL_S) == set(experiments.names())
+    for scale in ("quick", "paper"):
+        order = longest_first(experiments.names(), scale)
+        for first, second in (("random-landscape", "perturbation"), ("embedded-reber", "gradient-distribution")):
+            assert order.index(first) < order.index(second)
+    assert longest_first(experiments.names(), "paper")[0] == "random-landscape"
+    assert longest_first(["fixed-points", "my-plugin-exp"], "paper") == ["my-plugin-exp", "fixed-points"]

@@ -539,7 +539,7 @@ def cmd_reproduce(args) -> int:
     par = par if len(par) > 1 else []
     bar = tqdm(total=len(names), desc="reproduce", unit="exp", file=sys.stderr, dynamic_ncols=True,
                disable=not _progress_enabled())
-    for name, st in run_parallel(par, args.scale, out, jobs, platform, order=longest_first(par)) if par else ():
+    for name, st in run_parallel(par, args.scale, out, jobs, platform, order=longest_first(par, args.scale)) if par else ():
         status[name] = st
         if st["status"] == "failed":
             tqdm.write(f"rnnlab: error: {name}: {st['error']}" if "Traceback" not in st["detail"]

@@ -93,9 +93,21 @@ QUICK_WALL_S = {"trainability-grid": 110, "random-landscape": 59, "perturbation"
                 "embedded-reber": 58, "gradient-distribution": 14}
 
 
-def longest_first(names: list[str]) -> list[str]:
-    """`names` longest first by :data:`QUICK_WALL_S` (the long ones first keeps the workers'
-    finish times close; the relative costs at paper scale are alike); an experiment it does
-    not know (a plugin's) goes first."""
-    big = max(QUICK_WALL_S.values()) + 1.0
-    return sorted(names, key=lambda n: -QUICK_WALL_S.get(n, big))
+#: the same at paper scale: each experiment's wall seconds in one worker on one core of the
+#: two-worker `reproduce --scale paper` of 7 Dec 2026 (capacity-bits: its side-by-side run
+#: after it trained each size group in its own population, 175 s). The costs differ from the
+#: quick ones (capacity-bits 17 s at quick, a third of the paper run's work), so each scale
+#: schedules by its own.
+PAPER_WALL_S = {"random-landscape": 539, "capacity-bits": 175, "embedded-reber": 176, "gated-cells": 127,
+                "trainability-grid": 100, "capacity-inits": 98, "lyapunov": 94, "discrepancy": 50,
+                "gradient-distribution": 40, "update-cosine": 29, "reber": 28, "word-geometry": 17,
+                "perturbation": 15, "fixed-points": 14, "state-trajectories": 6}
+
+
+def longest_first(names: list[str], scale: str = "quick") -> list[str]:
+    """`names` longest first by the measured costs of `scale` (:data:`PAPER_WALL_S` at paper
+    scale, else :data:`QUICK_WALL_S`): the long ones first keeps the workers' finish times
+    close. An experiment it does not know (a plugin's) goes first."""
+    wall = PAPER_WALL_S if scale == "paper" else QUICK_WALL_S
+    big = max(wall.values()) + 1.0
+    return sorted(names, key=lambda n: -wall.get(n, big))
