@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import (common, discrepancy, population_vs_one_by_one, random_landscape,  # noqa: E402
-                        reproduce_quick, train_population)
+                        reproduce_quick, train_engine, train_population)
 from rnnlab import bench  # noqa: E402
 
 
@@ -30,6 +30,15 @@ def test_train_population_runs():
     _check(res, "train_population", 1, ["rnnlab_epoch_s", "torch_model_epoch_s", "ratio", "compile_s",
                                         "torch_func_epoch_s", "ratio_func"])
     assert res["cases"][0]["ratio"] > 0
+
+
+def test_train_engine_runs_old_and_new():
+    res = train_engine.run(isolate=False, cells=["gru"], hiddens=[2], models=3, n_train=64, reps=1)
+    _check(res, "train_engine", 2, ["ratio", "frac_peak", "met"])
+    case = res["cases"][0]
+    assert case["kernel_new"] == "lanes" and case["old_s"] > 0 and case["new_s"] > 0
+    assert 0 < case["frac_peak"] < 1 and case["gflops"] > 0 and case["peak_gflops"] > 0
+    assert "train_engine" in bench.WORKLOADS
 
 
 @pytest.mark.parametrize("cell", ["gru", "rnn-tanh"])

@@ -1,0 +1,173 @@
+"""The training engine against the engine it replaced, in the same run, at the papers' sizes.
+
+One Mehta epoch of First (8000 sequences of 10 words, batch 32, Adam 1e-3, each model its own
+batch order) for a population of 96 models, for rnn-tanh and gru at input 4 and hidden 2, 4, 8
+and 16 (Mehta's grid spans hidden 2-16):
+
+- old: the models-first epoch (engine.train.train_epoch: ``vmap`` over the models, XLA's dot
+  kernels), which trained every population before the lane kernel; ``RNNLAB_ENGINE=vmap``
+  still forces it;
+- new: what rnnlab runs (``RNNLAB_ENGINE=auto``: engine.lanes, the model axis on the vector
+  lanes, up to hidden 4; the models-first epoch above it, where it measured faster).
+
+Both run through ``engine.train.run_epoch`` (concurrent shards on a multi-core CPU),
+interleaved, in a fresh process per case (no persistent compilation cache: the first call
+compiles cold); the epoch times are medians of the repetitions. Also reported, for the new
+engine: model-epochs per second, GFLOP/s of useful work (XLA's flop count of one recurrent step
+forward and backward for a batch, transcendentals counted as one, times the steps, plus the
+read-out's, times batches and models) and the fraction of
+this process's float32 peak, measured in the same run as the best 1024x1024 matmul
+(random_landscape.peak_gflops; XLA's matmul uses every core, as the sharded epoch does); compile
+s = the first call minus the median epoch (cold), and the warm call is the epoch itself.
+
+Targets (issue 17): new >= 5x old, and >= 25% of peak.
+
+    python benchmarks/train_engine.py [--quick]
+"""
+from __future__ import annotations
+
+import os
+
+try:
+    from . import common, random_landscape, train_population
+except ImportError:       # run as a script
+    import common
+    import random_landscape
+    import train_population
+
+WORKLOAD = "train_engine"
+TARGET_RATIO = 5.0
+TARGET_PEAK = 0.25
+
+
+def config(quick: bool) -> dict:
+    return {"cells": ["rnn-tanh", "gru"], "input": 4, "hiddens": [2, 4, 8, 16] if not quick else [2, 16],
+            "models": 96, "n_train": 1600 if quick else 8000, "reps": 2 if quick else 3}
+
+
+def useful_flops(spec, E: int, H: int, train, batch: int = 32) -> float:
+    """Useful flops of one model's batch gradient: XLA's count (+ transcendentals) of one
+    recurrent step forward and backward (the cell's step and its vjp) for the batch, times the
+    sequence length, plus the read-out's loss and gradient at the scored positions. (XLA counts
+    a loop's body once, so the step is counted on its own; the embedding gather and the Adam
+    update are not counted.)"""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from rnnlab.engine import model as mdl
+    from rnnlab.engine.population import make_population
+    pop = make_population(spec, E, H, np.arange(1))
+    p = jax.tree_util.tree_map(lambda a: a[0], pop.params)
+    cell = spec.cell_def
+    s = jnp.zeros((batch, cell.state_mult * H), spec.jdtype)
+    x = jnp.zeros((batch, E), spec.jdtype)
+
+    def step_fb(pc, s, x):
+        out, vjp = jax.vjp(jax.vmap(lambda st, xt: cell.step(pc, st, xt)), s, x)
+        return vjp(out)
+    T = int(train.tokens.shape[1])
+    n_pos = len(mdl.scored_positions(train.target_mask) or range(T))
+
+    def head(q, h):
+        logits = h @ q["W"].T + (q["b"] if "b" in q else 0.0)
+        return jnp.mean(jax.nn.logsumexp(logits, -1) - logits[:, 0])
+    h = jnp.zeros((batch, H), spec.jdtype)
+    return T * _xla_flops(jax.jit(step_fb), p["cell"], s, x) + \
+        n_pos * _xla_flops(jax.jit(jax.value_and_grad(head, argnums=(0, 1))), p["out"], h)
+
+
+def _xla_flops(f, *args) -> float:
+    ca = f.lower(*args).compile().cost_analysis()
+    if isinstance(ca, (list, tuple)):
+        ca = ca[0]
+    return float(ca.get("flops", 0.0)) + float(ca.get("transcendentals", 0.0))
+
+
+class Epoch:
+    """One epoch of the population through run_epoch with RNNLAB_ENGINE=`engine`."""
+
+    def __init__(self, engine: str, cell: str, E: int, H: int, models: int, train):
+        from rnnlab.engine.train import engine_kind
+        self.engine = engine
+        self.inner = train_population.RnnlabEpoch(cell, E, H, models, train)
+        a = self.inner.args
+        with _engine(engine):
+            self.kind = engine_kind(a[0], a[2], 32, self.inner.kw["full_length"],
+                                    models=-(-models // max(1, self.inner.shards)))
+
+    def __call__(self):
+        with _engine(self.engine):
+            return self.inner()
+
+
+class _engine:
+    def __init__(self, name: str):
+        self.name = name
+
+    def __enter__(self):
+        self.prev = os.environ.get("RNNLAB_ENGINE")
+        os.environ["RNNLAB_ENGINE"] = self.name
+
+    def __exit__(self, *exc):
+        if self.prev is None:
+            os.environ.pop("RNNLAB_ENGINE", None)
+        else:
+            os.environ["RNNLAB_ENGINE"] = self.prev
+
+
+def measure_case(cell: str, E: int, H: int, models: int, n_train: int, reps: int) -> dict:
+    from rnnlab.experiments.common import model_spec
+    train = train_population._data(n_train)
+    peak = random_landscape.peak_gflops()
+    sides = {"old": Epoch("vmap", cell, E, H, models, train), "new": Epoch("auto", cell, E, H, models, train)}
+    first = {k: common.timed(f)[1] for k, f in sides.items()}          # cold compile + one epoch
+    same = sides["new"].kind == sides["old"].kind      # one program: the second first call is warm
+    t = common.interleave(sides, reps)
+    old, new = common.median(t["old"]["wall"]), common.median(t["new"]["wall"])
+    nb = sides["new"].inner.n_batches
+    flops = useful_flops(model_spec("first", cell, "torch"), E, H, train) * nb * models
+    ratio = old / new
+    frac = flops / new / (peak * 1e9)
+    return {"case": f"{cell} {E}x{H}, M={models}", "kernel_new": sides["new"].kind, "old_s": old, "new_s": new,
+            "ratio": ratio, "target": TARGET_RATIO, "met": bool(ratio >= TARGET_RATIO and frac >= TARGET_PEAK),
+            "model_epochs_per_s": models / new, "gflops": flops / new / 1e9, "peak_gflops": peak,
+            "frac_peak": frac, "target_peak": TARGET_PEAK,
+            "compile_old_s": max(first["old"] - old, 0.0),
+            "compile_new_s": max((first["old"] if same else first["new"]) - new, 0.0),
+            "shards": sides["new"].inner.shards, "old_walls": t["old"]["wall"], "new_walls": t["new"]["wall"]}
+
+
+def run(quick: bool = False, isolate: bool = True, memory: bool = True, **overrides) -> dict:
+    """Every (cell, hidden) case, each in a fresh process when `isolate` (cold compile)."""
+    cfg = {**config(quick), **overrides}
+    cases = []
+    for cell in cfg["cells"]:
+        for H in cfg["hiddens"]:
+            kw = dict(cell=cell, E=int(cfg["input"]), H=int(H), models=int(cfg["models"]),
+                      n_train=int(cfg["n_train"]), reps=int(cfg["reps"]))
+            cases.append(common.run_child("train_engine", "measure_case", kw) if isolate else measure_case(**kw))
+    ratios = [c["ratio"] for c in cases]
+    fracs = [c["frac_peak"] for c in cases]
+    cases.append({"case": f"median over {len(cases)} cases", "ratio": common.median(ratios),
+                  "frac_peak": common.median(fracs), "target": TARGET_RATIO, "target_peak": TARGET_PEAK,
+                  "met": bool(common.median(ratios) >= TARGET_RATIO and common.median(fracs) >= TARGET_PEAK)})
+    return {"workload": WORKLOAD, "title": "training engine vs the models-first engine it replaced (one epoch)",
+            "config": cfg, "cases": cases,
+            "columns": [("case", "case"), ("kernel_new", "new kernel"), ("old_s", "old epoch s"),
+                        ("new_s", "new epoch s"), ("ratio", "old/new"), ("target", "target"),
+                        ("model_epochs_per_s", "model-epochs/s"), ("gflops", "GFLOP/s"),
+                        ("peak_gflops", "peak GFLOP/s"), ("frac_peak", "of peak"), ("target_peak", "target"),
+                        ("met", "met"), ("compile_old_s", "compile old s"), ("compile_new_s", "compile new s")],
+            "notes": [f"First, {cfg['n_train']} training sequences, batch 32, Adam; {cfg['models']} models; medians "
+                      f"of {cfg['reps']} interleaved repetitions; both through run_epoch (concurrent shards on a "
+                      "multi-core CPU)",
+                      "old = the models-first epoch (RNNLAB_ENGINE=vmap), new = RNNLAB_ENGINE=auto; above hidden 4 "
+                      "auto picks the models-first epoch too, so old/new there is ~1 by construction",
+                      "GFLOP/s = XLA's flop count (+ transcendentals) of one step forward and backward for a batch x "
+                      "steps (+ the read-out's) x batches x models / the new epoch; peak = best float32 1024^3 matmul in the same process",
+                      "compile s = first call - median epoch, in a fresh process without the compilation cache "
+                      "(cold; where new runs old's program, its compile is old's); the warm call costs one epoch"]}
+
+
+if __name__ == "__main__":
+    raise SystemExit(common.cli(run))
