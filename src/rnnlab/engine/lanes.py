@@ -21,6 +21,16 @@ First task, one core): the models-first epoch 1.3-2.9 s, this kernel 0.7-1.6 s.
   permutations come from NumPy's stable argsort of the same random bits (:func:`batch_orders`,
   tested equal to jax.random.permutation).
 
+Tried and measured slower (GRU(4,4), 8 and 48 models, one Mehta epoch of First, one core,
+December 7): a hand-written backward pass through time for rnn-tanh/rnn-sigmoid/gru/gru-s in
+this layout (gradients equal to autodiff's to 1e-15 in float64, but 0.2-1.06x autodiff's speed:
+XLA:CPU fused each backward quantity into every loop that reads it and recomputed it there, its
+optimization barriers being dropped on CPU, and concatenated gate blocks cost the vector lanes);
+``jax.checkpoint`` on the step (0.35 -> 0.92 s); the input gather's transpose as per-token sums
+instead of XLA's scatter (1.6x faster alone, 10-20% slower inside the epoch). The profile of
+the autodiff epoch (XLA's trace): ~1/3 the two scans, ~1/4 the input projections' gradient
+(scatter-add and transposes), the rest per-batch gathers, the update and copies.
+
 The kernel computes what :func:`engine.train.train_epoch` computes (same batch orders, loss,
 Adam/SGD update, divergence freeze), per model independently; tests check the two agree
 (float64: 1e-12) and :func:`usable` checks a cell traces correctly this way before it is used
