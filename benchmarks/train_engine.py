@@ -23,6 +23,7 @@ s = the first call minus the median epoch (cold), and the warm call is the epoch
 Targets (issue 17): new >= 5x old, and >= 25% of peak.
 
     python benchmarks/train_engine.py [--quick]
+    RNNLAB_ENGINE=lanes python benchmarks/train_engine.py     # the lane kernel at every size
 """
 from __future__ import annotations
 
@@ -119,7 +120,8 @@ def measure_case(cell: str, E: int, H: int, models: int, n_train: int, reps: int
     from rnnlab.experiments.common import model_spec
     train = train_population._data(n_train)
     peak = random_landscape.peak_gflops()
-    sides = {"old": Epoch("vmap", cell, E, H, models, train), "new": Epoch("auto", cell, E, H, models, train)}
+    new_engine = os.environ.get("RNNLAB_ENGINE", "auto") or "auto"      # RNNLAB_ENGINE=lanes: lanes everywhere
+    sides = {"old": Epoch("vmap", cell, E, H, models, train), "new": Epoch(new_engine, cell, E, H, models, train)}
     first = {k: common.timed(f)[1] for k, f in sides.items()}          # cold compile + one epoch
     same = sides["new"].kind == sides["old"].kind      # one program: the second first call is warm
     t = common.interleave(sides, reps)

@@ -245,7 +245,7 @@ ENGINES = ("auto", "lanes", "ragged", "vmap")
 
 
 #: the lane kernel trains populations padded to at most this hidden size under "auto": measured
-#: (benchmarks/engine_lanes.py, 96 models, First, 2 cores, one run) it beats the models-first
+#: (benchmarks/train_engine.py, earlier engine_lanes.py; 96 models, First, 2 cores) it beats the models-first
 #: epoch at hidden 2 (1.6-1.9x) and 4 (1.3x) and loses at 8 (0.7-0.9x) and 16 (0.3-0.6x), where
 #: its multiply-and-reduce matvec ([G*H, H, B, M] products) outgrows the dot kernels
 LANES_MAX_HIDDEN = 4
