@@ -94,14 +94,13 @@ QUICK_WALL_S = {"trainability-grid": 110, "random-landscape": 59, "perturbation"
 
 
 #: the same at paper scale: each experiment's wall seconds in one worker on one core of the
-#: two-worker `reproduce --scale paper` of 7 Dec 2026 (capacity-bits: its side-by-side run
-#: after it trained each size group in its own population, 175 s). The costs differ from the
-#: quick ones (capacity-bits 17 s at quick, a third of the paper run's work), so each scale
-#: schedules by its own.
-PAPER_WALL_S = {"random-landscape": 539, "capacity-bits": 175, "embedded-reber": 176, "gated-cells": 127,
-                "trainability-grid": 100, "capacity-inits": 98, "lyapunov": 94, "discrepancy": 50,
-                "gradient-distribution": 40, "update-cosine": 29, "reber": 28, "word-geometry": 17,
-                "perturbation": 15, "fixed-points": 14, "state-trajectories": 6}
+#: two-worker `reproduce --scale paper` of 7 Dec 2026 (night, a fresh clone, empty cache). The
+#: costs differ from the quick ones (capacity-bits: 17 s at quick, 175 s at paper), so each
+#: scale schedules by its own.
+PAPER_WALL_S = {"random-landscape": 537, "capacity-bits": 175, "embedded-reber": 174, "gated-cells": 122,
+                "capacity-inits": 107, "trainability-grid": 106, "lyapunov": 98, "gradient-distribution": 42,
+                "discrepancy": 41, "update-cosine": 30, "reber": 29, "word-geometry": 17,
+                "fixed-points": 16, "perturbation": 14, "state-trajectories": 7}
 
 
 def longest_first(names: list[str], scale: str = "quick") -> list[str]:

@@ -86,7 +86,7 @@ CHOICES = {
              "paper: hidden {2, 4, 8, 16}, N {512, 2048}, 6 inits (3 left the claim undecided: 0.451 [0.176, 0.755] "
              "against < 0.693; 6 decide it: 0.409 [0.223, 0.595]), 200 passes over 2048 rows (4 per epoch x "
              "50 epochs). The paper scale is our choice (Collins et al. trained far longer, with tuned "
-             "hyperparameters, on far more compute), sized to about 4 minutes on 2 cores; a larger sweep, "
+             "hyperparameters, on far more compute), sized to about 3 minutes on one core (its size groups; 5.5 min in one population per (cell, N)); a larger sweep, "
              "e.g. --set hiddens=[2,4,8,16,32] n_examples=[256,1024,4096,16384] max_epochs=300 "
              "passes_per_epoch=1, measured about 7 min per population (1-1.5 h) on 2 cores",
     "claim": "per model (cell, hidden size, init) its bits/param at its best N (a maximum over the fixed N "
