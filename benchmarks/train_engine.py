@@ -148,6 +148,7 @@ def run(quick: bool = False, isolate: bool = True, memory: bool = True, **overri
             kw = dict(cell=cell, E=int(cfg["input"]), H=int(H), models=int(cfg["models"]),
                       n_train=int(cfg["n_train"]), reps=int(cfg["reps"]))
             cases.append(common.run_child("train_engine", "measure_case", kw) if isolate else measure_case(**kw))
+    new = os.environ.get("RNNLAB_ENGINE", "auto") or "auto"
     ratios = [c["ratio"] for c in cases]
     fracs = [c["frac_peak"] for c in cases]
     cases.append({"case": f"median over {len(cases)} cases", "ratio": common.median(ratios),
@@ -163,8 +164,9 @@ def run(quick: bool = False, isolate: bool = True, memory: bool = True, **overri
             "notes": [f"First, {cfg['n_train']} training sequences, batch 32, Adam; {cfg['models']} models; medians "
                       f"of {cfg['reps']} interleaved repetitions; both through run_epoch (concurrent shards on a "
                       "multi-core CPU)",
-                      "old = the models-first epoch (RNNLAB_ENGINE=vmap), new = RNNLAB_ENGINE=auto; above hidden 4 "
-                      "auto picks the models-first epoch too, so old/new there is ~1 by construction",
+                      f"old = the models-first epoch (RNNLAB_ENGINE=vmap), new = RNNLAB_ENGINE={new}"
+                      + ("; above hidden 4 auto picks the models-first epoch too, so old/new there is ~1 by "
+                         "construction" if new == "auto" else ""),
                       "GFLOP/s = XLA's flop count (+ transcendentals) of one step forward and backward for a batch x "
                       "steps (+ the read-out's) x batches x models / the new epoch; peak = best float32 1024^3 matmul in the same process",
                       "compile s = first call - median epoch, in a fresh process without the compilation cache "
