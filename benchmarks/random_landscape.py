@@ -45,8 +45,10 @@ def _val(n_val: int):
 # ----------------------------------------------------------------------------- peak and flops
 
 
-def peak_gflops(n: int = 1024, reps: int = 5) -> float:
-    """Best float32 matmul throughput of this process (GFLOP/s, 2 n^3 per product)."""
+def peak_gflops(n: int = 1024, reps: int = 20) -> float:
+    """Best float32 matmul throughput of this process (GFLOP/s, 2 n^3 per product). 20 products
+    of ~10 ms: with 5, a busy core on the shared machine sometimes halved the best one (a low
+    peak flatters every fraction of it)."""
     import jax
     import jax.numpy as jnp
     a = jnp.ones((n, n), jnp.float32)
