@@ -118,7 +118,11 @@ def test_summary_collects_targets(tmp_path, monkeypatch, disc):
     s = bench.run_all(True, workloads=("reproduce_quick",))
     assert not any(w.get("error") for w in s["workloads"]) and s["targets"] == []
     s["workloads"].append(disc)
-    assert [t["workload"] for t in bench.targets(s)] == ["discrepancy"] * 3
+    rows = bench.targets(s)
+    assert [t["workload"] for t in rows] == ["discrepancy"] * 7               # 2 cells x 2 + the grid x 3
+    assert [t["measure"] for t in rows] == ["ratio", "ratio vec"] * 3 + ["wall s"]
+    grid = disc["cases"][-1]
+    assert rows[-2]["value"] == grid["ratio_vec"] and rows[-2]["met"] == (grid["ratio_vec"] >= 10.0)
     path = common.save(s)
     assert path.parent == tmp_path and json.loads(path.read_text())["quick"] is True
 
