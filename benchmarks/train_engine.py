@@ -28,6 +28,7 @@ Targets (issue 17): new >= 5x old, and >= 25% of peak.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 try:
     from . import common, random_landscape, train_population
@@ -101,19 +102,18 @@ class Epoch:
             return self.inner()
 
 
-class _engine:
-    def __init__(self, name: str):
-        self.name = name
-
-    def __enter__(self):
-        self.prev = os.environ.get("RNNLAB_ENGINE")
-        os.environ["RNNLAB_ENGINE"] = self.name
-
-    def __exit__(self, *exc):
-        if self.prev is None:
+@contextmanager
+def _engine(name: str):
+    """RNNLAB_ENGINE=`name` within the block, the previous value (or none) after it."""
+    prev = os.environ.get("RNNLAB_ENGINE")
+    os.environ["RNNLAB_ENGINE"] = name
+    try:
+        yield
+    finally:
+        if prev is None:
             os.environ.pop("RNNLAB_ENGINE", None)
         else:
-            os.environ["RNNLAB_ENGINE"] = self.prev
+            os.environ["RNNLAB_ENGINE"] = prev
 
 
 def measure_case(cell: str, E: int, H: int, models: int, n_train: int, reps: int) -> dict:
