@@ -187,9 +187,10 @@ def test_capacity_bits_claim_fails_on_broken_table():
 
 
 def test_capacity_shards_per_n_and_size_equal_one_shard_for_everything():
-    """The experiment trains each (cell, N, hidden size) as its own population (a kill loses one
-    population at most; a small model is not padded to the largest size); in float64 that gives
-    the rows, seeds and model numbers of one population of every size trained on every N."""
+    """At paper scale the experiment trains each (cell, N, group of hidden sizes) as its own
+    population (a kill loses one population at most; a small model is not padded to the largest
+    size); in float64 that gives the rows, seeds and model numbers of one population of every
+    size trained on every N."""
     import pandas as pd
     from rnnlab.experiments import capacity_bits as cb
     assert cb.size_groups([2, 4, 8, 16]) == [[3], [2], [0, 1]] and cb.size_groups([4, 2]) == [[1, 0]]
