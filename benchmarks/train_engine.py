@@ -20,6 +20,12 @@ this process's float32 peak, measured in the same run as the best 1024x1024 matm
 (random_landscape.peak_gflops; XLA's matmul uses every core, as the sharded epoch does); compile
 s = the first call minus the median epoch (cold), and the warm call is the epoch itself.
 
+A Mehta epoch is followed by a validation pass (First's 2000 validation sequences), so the
+protocol's epoch is also timed whole: old = the models-first epoch + ``engine.population.
+evaluate`` (``run_evaluate``, the pass every run used before engine.prefix), new = the new
+epoch + the pass ``engine.train.train`` takes (``engine.prefix.PopulationEval`` under
+``RNNLAB_EVAL=auto`` for a run of this size); "old/new ep+val" is their ratio.
+
 Targets (issue 17): new >= 5x old, and >= 25% of peak.
 
     python benchmarks/train_engine.py [--quick]
@@ -45,6 +51,11 @@ TARGET_PEAK = 0.25
 def config(quick: bool) -> dict:
     return {"cells": ["rnn-tanh", "gru"], "input": 4, "hiddens": [2, 4, 8, 16] if not quick else [2, 16],
             "models": 96, "n_train": 1600 if quick else 8000, "reps": 2 if quick else 3}
+
+
+def _val():
+    from rnnlab import tasks
+    return tasks.splits("first", 0, {"train": 32, "val": 2000, "test": 32})["val"]
 
 
 def useful_flops(spec, E: int, H: int, train, batch: int = 32) -> float:
@@ -85,6 +96,30 @@ def _xla_flops(f, *args) -> float:
     return float(ca.get("flops", 0.0)) + float(ca.get("transcendentals", 0.0))
 
 
+class Validation:
+    """One validation pass of an Epoch's population over `val`: population.evaluate (run_evaluate,
+    sharded as train runs it) when `kind` is "vmap", else the prefix kernel train() picks."""
+
+    def __init__(self, kind: str, epoch: "Epoch", val, E: int):
+        from rnnlab.engine import model as mdl
+        from rnnlab.engine import prefix
+        from rnnlab.engine.train import device_data, run_evaluate
+        spec, _, hmax, _, params, _, mask = epoch.inner.args[:7]
+        m = int(mask["out"]["W"].shape[0])
+        if kind == "vmap":
+            dev = device_data(val, spec.jdtype)
+            kw = {"positions": mdl.scored_positions(val.target_mask),
+                  "full_length": mdl.full_length(val.tokens, val.lengths)}
+            self.fn = lambda: run_evaluate(spec, "xent", hmax, params, mask, dev, **kw)     # noqa: E731
+        else:
+            ev = prefix.PopulationEval(spec, val, "xent", E, hmax, m)
+            self.fn = lambda: ev(params, mask)                                              # noqa: E731
+        self.kind = kind
+
+    def __call__(self):
+        return common.block(self.fn())
+
+
 class Epoch:
     """One epoch of the population through run_epoch with RNNLAB_ENGINE=`engine`."""
 
@@ -122,10 +157,13 @@ def measure_case(cell: str, E: int, H: int, models: int, n_train: int, reps: int
     peak = random_landscape.peak_gflops()
     new_engine = os.environ.get("RNNLAB_ENGINE", "auto") or "auto"      # RNNLAB_ENGINE=lanes: lanes everywhere
     sides = {"old": Epoch("vmap", cell, E, H, models, train), "new": Epoch(new_engine, cell, E, H, models, train)}
-    first = {k: common.timed(f)[1] for k, f in sides.items()}          # cold compile + one epoch
+    val = _val()
+    vals = {"old_val": Validation("vmap", sides["old"], val, E), "new_val": Validation("prefix", sides["new"], val, E)}
+    first = {k: common.timed(f)[1] for k, f in {**sides, **vals}.items()}          # cold compile + one call
     same = sides["new"].kind == sides["old"].kind      # one program: the second first call is warm
-    t = common.interleave(sides, reps)
+    t = common.interleave({**sides, **vals}, reps)
     old, new = common.median(t["old"]["wall"]), common.median(t["new"]["wall"])
+    old_v, new_v = common.median(t["old_val"]["wall"]), common.median(t["new_val"]["wall"])
     nb = sides["new"].inner.n_batches
     flops = useful_flops(model_spec("first", cell, "torch"), E, H, train) * nb * models
     ratio = old / new
@@ -136,6 +174,9 @@ def measure_case(cell: str, E: int, H: int, models: int, n_train: int, reps: int
             "frac_peak": frac, "target_peak": TARGET_PEAK,
             "compile_old_s": max(first["old"] - old, 0.0),
             "compile_new_s": max((first["old"] if same else first["new"]) - new, 0.0),
+            "old_val_s": old_v, "new_val_s": new_v, "old_epval_s": old + old_v, "new_epval_s": new + new_v,
+            "ratio_epval": (old + old_v) / (new + new_v),
+            "compile_old_val_s": max(first["old_val"] - old_v, 0.0), "compile_new_val_s": max(first["new_val"] - new_v, 0.0),
             "shards": sides["new"].inner.shards, "old_walls": t["old"]["wall"], "new_walls": t["new"]["wall"]}
 
 
@@ -152,6 +193,7 @@ def run(quick: bool = False, isolate: bool = True, memory: bool = True, **overri
     ratios = [c["ratio"] for c in cases]
     fracs = [c["frac_peak"] for c in cases]
     cases.append({"case": f"median over {len(cases)} cases", "ratio": common.median(ratios),
+                  "ratio_epval": common.median([c["ratio_epval"] for c in cases]),
                   "frac_peak": common.median(fracs), "target": TARGET_RATIO, "target_peak": TARGET_PEAK,
                   "met": bool(common.median(ratios) >= TARGET_RATIO and common.median(fracs) >= TARGET_PEAK)})
     return {"workload": WORKLOAD, "title": "training engine vs the models-first engine it replaced (one epoch)",
@@ -160,7 +202,9 @@ def run(quick: bool = False, isolate: bool = True, memory: bool = True, **overri
                         ("new_s", "new epoch s"), ("ratio", "old/new"), ("target", "target"),
                         ("model_epochs_per_s", "model-epochs/s"), ("gflops", "GFLOP/s"),
                         ("peak_gflops", "peak GFLOP/s"), ("frac_peak", "of peak"), ("target_peak", "target"),
-                        ("met", "met"), ("compile_old_s", "compile old s"), ("compile_new_s", "compile new s")],
+                        ("met", "met"), ("compile_old_s", "compile old s"), ("compile_new_s", "compile new s"),
+                        ("old_val_s", "old val s"), ("new_val_s", "new val s"), ("ratio_epval", "old/new ep+val"),
+                        ("compile_old_val_s", "compile old val s"), ("compile_new_val_s", "compile new val s")],
             "notes": [f"First, {cfg['n_train']} training sequences, batch 32, Adam; {cfg['models']} models; medians "
                       f"of {cfg['reps']} interleaved repetitions; both through run_epoch (concurrent shards on a "
                       "multi-core CPU)",
@@ -170,7 +214,10 @@ def run(quick: bool = False, isolate: bool = True, memory: bool = True, **overri
                       "GFLOP/s = XLA's flop count (+ transcendentals) of one step forward and backward for a batch x "
                       "steps (+ the read-out's) x batches x models / the new epoch; peak = best float32 1024^3 matmul in the same process",
                       "compile s = first call - median epoch, in a fresh process without the compilation cache "
-                      "(cold; where new runs old's program, its compile is old's); the warm call costs one epoch"]}
+                      "(cold; where new runs old's program, its compile is old's); the warm call costs one epoch",
+                      "val s = one validation pass over First's 2000 validation sequences (old: population.evaluate, "
+                      "new: the prefix kernel, engine.prefix); old/new ep+val = (old epoch + old val) / (new epoch + "
+                      "new val), a whole epoch of the Mehta protocol"]}
 
 
 if __name__ == "__main__":

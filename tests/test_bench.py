@@ -39,10 +39,14 @@ def test_train_engine_runs_old_and_new():
     assert case["kernel_new"] == "lanes" and case["old_s"] > 0 and case["new_s"] > 0
     assert 0 < case["frac_peak"] < 1 and case["gflops"] > 0 and case["peak_gflops"] > 0
     assert "train_engine" in bench.WORKLOADS
+    assert case["old_val_s"] > 0 and case["new_val_s"] > 0
+    assert case["ratio_epval"] == pytest.approx((case["old_s"] + case["old_val_s"]) / (case["new_s"] + case["new_val_s"]))
     rows = bench.targets({"workloads": [res]})
-    assert [(r["case"], r["measure"]) for r in rows[:2]] == [(case["case"], "ratio"), (case["case"], "of peak")]
-    assert rows[0]["value"] == case["ratio"] and rows[0]["target"] == 5.0 and rows[1]["target"] == 0.25
-    assert rows[1]["met"] is False                     # a population of 3 tiny models is far from the peak
+    assert [(r["case"], r["measure"]) for r in rows[:3]] == [(case["case"], "ratio"), (case["case"], "ratio ep+val"),
+                                                             (case["case"], "of peak")]
+    assert rows[0]["value"] == case["ratio"] and rows[0]["target"] == 5.0 and rows[2]["target"] == 0.25
+    assert rows[1]["value"] == case["ratio_epval"] and rows[1]["target"] == 5.0
+    assert rows[2]["met"] is False                     # a population of 3 tiny models is far from the peak
 
 
 @pytest.mark.parametrize("cell", ["gru", "rnn-tanh"])

@@ -69,6 +69,8 @@ def targets(summary: dict) -> list[dict]:
             row = {"workload": w["workload"], "case": c.get("case")}
             if "target_peak" in c or "target_vec" in c:      # several targets, one row each
                 rows.append(_target_row(row, "ratio", c.get("ratio"), c.get("target")))
+                if "ratio_epval" in c:                       # train_engine: the epoch with its validation pass
+                    rows.append(_target_row(row, "ratio ep+val", c.get("ratio_epval"), c.get("target")))
                 if "target_peak" in c:                       # train_engine: a ratio and a fraction of the peak
                     rows.append(_target_row(row, "of peak", c.get("frac_peak"), c["target_peak"]))
                 if "target_vec" in c:                        # the discrepancy: vectorised NumPy, wall time
