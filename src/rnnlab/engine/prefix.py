@@ -516,6 +516,8 @@ class PopulationEval:
         key = (jax.default_backend(), self.spec, self.plan_key, self.emax, self.hmax, self.chunk, self.loss)
         with _POP_LOCK:
             if key not in _POP_KERNELS:
+                if len(_POP_KERNELS) >= 64:          # a long session: keep the memory bounded
+                    _POP_KERNELS.clear()
                 fast = _fast_path_ok(self.spec, self.emax, self.hmax)
                 _POP_KERNELS[key] = _jitted(True).lower(self.spec, self.hmax, self.plan_key, fast, self.layout, part,
                                                         self._go, self.loss).compile()
