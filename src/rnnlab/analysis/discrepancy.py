@@ -27,6 +27,12 @@ How it is computed (float64 throughout: the vanilla tail falls to ~1e-11 by l = 
   any other registered cell runs through its own ``step`` under ``vmap`` (same numbers,
   slower).
 
+Where its time goes (2-core AVX-512 VM, paper grid, 2000 draws): the recurrent multiply-adds, at
+~4 GMAC/s per core, not the sigmoid/tanh (replaced by a division-only softsign, the run took the
+same time) and not the draws (0.01-0.05 s). Measured and not kept: one [j, i, C] copy of the
+recurrent weights shared by a bucket's sizes (the scheme's scale applied after the product)
+instead of one per size: 0.9-1.45x per bucket, mixed.
+
 :func:`sample_parameters` returns the exact parameters the computation uses, so the result can
 be checked against a plain per-draw NumPy loop (tests/test_discrepancy.py).
 """

@@ -33,6 +33,12 @@ Measured (2-core AVX-512 VM, 96 models, First's 2000 validation sequences, float
 validation pass took 0.012 s here against 0.18 s through ``engine.population.evaluate`` at
 GRU(4, 4), 0.071 against 0.57 s at GRU(4, 16), and 0.007 against 0.084 s at RNN-tanh(4, 8);
 accuracies equal to 5e-8.
+
+Measured and not kept (same machine, cold compilations): the levels after the third run in one
+``lax.scan`` padded to the largest level, to compile less: no gain at First's 10 levels (0.72 ->
+0.82 s; 1.78 -> 0.87 s at 20 levels), ~1/3 slower to run; a first call's ~0.8 s is mostly a
+fixed cost, not per level. XLA's fast-math options (reciprocal divisions, approximate
+functions) ran the random-draw kernel 5-15% faster but change the rounding of every step.
 """
 from __future__ import annotations
 
