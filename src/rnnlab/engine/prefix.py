@@ -77,8 +77,6 @@ def tensor_plan(spec: ModelSpec, input_dim: int, hidden: int) -> list:
     return out
 
 
-
-
 #: slots per block of a level's grid: a block holds prefixes with the same last word (so the input
 #: part of a step is the same along it); a word wastes at most BLOCK-1 slots per level. On the
 #: 2000 First sequences 16 leaves 5.9% of the steps as padding (one row per word: 9.8%), and
@@ -209,13 +207,17 @@ def pack_layout(spec: ModelSpec, input_dim: int, hidden: int) -> tuple:
 
 def pack_draws(spec: ModelSpec, tree: dict, layout: tuple) -> np.ndarray:
     """Drawn (padded) trees, leaves [C, ...], as ONE [n_values, C] array of the kernel's dtype,
-    model axis minor: one transfer per chunk, and no transposes inside the kernel."""
+    model axis minor: one transfer per chunk, and no transposes inside the kernel. A leaf whose
+    shape is not the layout's is a ValueError (the kernel would read it wrongly)."""
     parts = []
-    for key, _ in layout:
+    for key, shape in layout:
         node = tree
         for k in key.split("/"):
             node = node[k]
         a = np.asarray(node)
+        got = tuple(a.shape[1:])
+        if (got[::-1] if key == "emb" else got) != shape:
+            raise ValueError(f"packing parameters: {key} has shape {got}, the layout wants {shape}")
         if key == "emb":
             a = a.transpose(0, 2, 1)
         parts.append(a.reshape(a.shape[0], -1))
@@ -458,8 +460,6 @@ def _check_fast(spec: ModelSpec, input_dim: int, hidden: int) -> bool:
     return a.shape == b.shape and bool(jnp.allclose(a, b, rtol=tol, atol=tol))
 
 
-
-
 # ----------------------------------------------------------------------------- trained populations
 
 
@@ -479,10 +479,6 @@ def eval_mode() -> str:
     if want not in EVALS:
         raise ConfigError(f"RNNLAB_EVAL: unknown evaluation kernel {want!r}; known: {', '.join(EVALS)}")
     return want
-
-
-def _pow2(n: int) -> int:
-    return 1 << max(0, int(n) - 1).bit_length()
 
 
 _POP_KERNELS: dict = {}
@@ -510,6 +506,7 @@ class PopulationEval:
             raise ConfigError(f"loss: unknown loss {loss!r}; known: xent, sse")
         self.spec, self.loss, self.n = spec, loss, len(data)
         self.emax, self.hmax = int(emax), int(hmax)
+        from .train import _pow2       # (engine.train imports this module)
         self.chunk = min(EVAL_CHUNK, _pow2(models))
         self.plan = prefix_plan(data.tokens, data.lengths, data.target_mask, data.accept, spec.vocab,
                                 targets=data.targets)
@@ -529,23 +526,12 @@ class PopulationEval:
                                                         self._go, self.loss).compile()
             return _POP_KERNELS[key]
 
-    def _flat(self, params, mask) -> np.ndarray:
-        pm = jax.tree_util.tree_map(lambda p, m: np.asarray(p) * np.asarray(m), params, mask)
-        for key, shape in self.layout:
-            node = pm
-            for k in key.split("/"):
-                node = node[k]
-            got = tuple(node.shape[1:])
-            if (got[::-1] if key == "emb" else got) != shape:
-                raise ValueError(f"prefix evaluation: parameter {key} has shape {got}, the layout of "
-                                 f"(input {self.emax}, hidden {self.hmax}) wants {shape}")
-        return pack_draws(self.spec, pm, self.layout)                                # [n_values, M]
-
     @x64
     def __call__(self, params, mask):
         """(mean loss, accuracy), NumPy arrays [M] of the spec's dtype, of the models `params`
         (leaves [M, ...] at the padded sizes (emax, hmax)) under `mask`."""
-        flat = self._flat(params, mask)
+        pm = jax.tree_util.tree_map(lambda p, m: np.asarray(p) * np.asarray(m), params, mask)
+        flat = pack_draws(self.spec, pm, self.layout)                                # [n_values, M]
         m, chunk = flat.shape[1], self.chunk
         n_chunks = max(1, -(-m // chunk))
         if n_chunks * chunk > m:
@@ -566,7 +552,7 @@ class PopulationEval:
         total = np.concatenate([o[1] for o in outs])[:m]
         dt = np.dtype(self.spec.dtype)
         n = dt.type(self.n)
-        return (total.astype(dt) / n).astype(dt), (correct.astype(dt) / n).astype(dt)
+        return total.astype(dt) / n, correct.astype(dt) / n
 
 
 #: RNNLAB_EVAL=auto takes the prefix kernel for a training run when its work, models x sequences

@@ -354,7 +354,7 @@ def compact_size(n_active: int, current: int) -> int:
     """How many models the next epoch computes: `current`, or once the running models fit in a
     power of two at most half of it (and >= MIN_COMPACT), that power of two. Few distinct sizes,
     so few compilations."""
-    target = max(MIN_COMPACT, 1 << max(0, int(n_active) - 1).bit_length())
+    target = max(MIN_COMPACT, _pow2(n_active))
     return target if target <= current // 2 else current
 
 
