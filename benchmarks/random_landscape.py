@@ -250,6 +250,24 @@ def measure(cells, sizes, draws: int, torch_draws: int, n_val: int, reps: int, p
     return {"cases": rows, "peak_gflops": peak, "transcendental_rates": rates}
 
 
+def paper_draws() -> int:
+    """Draws per cell and size in random-landscape at paper scale (the paper's 10^6)."""
+    from rnnlab.experiments.random_landscape import default_config
+    return default_config("paper")["draws"]
+
+
+def paper_grid_row(cases: list[dict]) -> dict:
+    """Adds each case's time for the paper's draws, at the measured rate and at the nonlinearity
+    bound, and returns the row that sums them over the cases."""
+    n = paper_draws()
+    for r in cases:
+        rate = max(r["rnnlab_models_s"], r.get("pinned_models_s") or 0.0)
+        r["paper_s"] = n / rate
+        r["paper_floor_s"] = n / r["nonlinearity_bound_models_s"]
+    return {"case": f"sum over {len(cases)} cases", "paper_s": sum(r["paper_s"] for r in cases),
+            "paper_floor_s": sum(r["paper_floor_s"] for r in cases)}
+
+
 def rnnlab_once(cell: str, E: int, H: int, draws: int, n_val: int) -> dict:
     ls, _ = _landscape(cell, E, H, _val(n_val))
     ls.correct(0, draws)
@@ -268,6 +286,7 @@ def run(quick: bool = False, isolate: bool = True, memory: bool = True, **overri
     kw = {k: cfg[k] for k in ("cells", "sizes", "draws", "torch_draws", "n_val", "reps", "pinned_workers")}
     res = common.run_child("random_landscape", "measure", kw) if isolate else measure(**kw)
     cases = res["cases"]
+    total = paper_grid_row(cases)
     if memory:   # the largest size of each cell
         for r in cases:
             cell, size = r["case"].split()
@@ -281,7 +300,7 @@ def run(quick: bool = False, isolate: bool = True, memory: bool = True, **overri
                                                 {"cell": cell, "E": E, "H": H, "torch_draws": cfg["torch_draws"],
                                                  "n_val": cfg["n_val"]})
     return {"workload": WORKLOAD, "title": "random-draw accuracies vs one torch model at a time",
-            "config": cfg, "cases": cases, "peak_gflops": res.get("peak_gflops"),
+            "config": cfg, "cases": cases + [total], "peak_gflops": res.get("peak_gflops"),
             "columns": [("case", "case"), ("rnnlab_models_s", "rnnlab models/s"),
                         ("pinned_models_s", "pinned workers models/s"),
                         ("torch_models_s", "torch models/s"), ("ratio", "ratio"),
@@ -289,6 +308,7 @@ def run(quick: bool = False, isolate: bool = True, memory: bool = True, **overri
                         ("frac_peak", "of peak"), ("target", "target"), ("met", "met"),
                         ("nonlinearity_bound_models_s", "tanh/exp bound models/s"),
                         ("frac_nonlinearity_bound", "of bound"),
+                        ("paper_s", "paper draws s"), ("paper_floor_s", "paper floor s"),
                         ("compile_s", "compile s"), ("rss_rnnlab_mb", "rnnlab MB"), ("rss_torch_mb", "torch MB")],
             "notes": [f"{cfg['draws']} draws per size on {cfg['n_val']} validation sequences; torch timed on "
                       f"{cfg['torch_draws']} draws per size; medians of {cfg['reps']} interleaved rounds",
@@ -304,7 +324,11 @@ def run(quick: bool = False, isolate: bool = True, memory: bool = True, **overri
                       "in a cache-resident fused loop in this process: "
                       + ", ".join(f"{k} {v / 1e9:.2f} G/s" for k, v in (res.get("transcendental_rates") or {}).items())
                       + ". A GFLOP count treats a tanh as 1 flop; on this CPU one costs ~10-30 vector "
-                      "instructions, which is why the fraction of matmul peak stays low"]}
+                      "instructions, which is why the fraction of matmul peak stays low",
+                      f"paper draws s = the paper's {paper_draws():,} draws of that size at the faster of the two "
+                      "measured rates (one process, pinned workers); paper floor s = the same draws at the tanh/exp "
+                      "bound (no layout that evaluates the same nonlinearities can be faster on this machine); the "
+                      "last row sums the cases: random-landscape's draws at paper scale, without its trained inits"]}
 
 
 if __name__ == "__main__":

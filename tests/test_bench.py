@@ -102,8 +102,14 @@ def test_vectorised_numpy_peer_equals_the_loop(cell):
 def test_random_landscape_runs():
     res = random_landscape.run(isolate=False, memory=False, cells=["rnn-tanh"], sizes=[[2, 2]], draws=64,
                                torch_draws=2, n_val=100, reps=1)
-    _check(res, "random_landscape", 1, ["rnnlab_models_s", "torch_models_s", "frac_peak", "mflop_per_model"])
-    assert res["cases"][0]["mflop_per_model"] > 0
+    total = res["cases"].pop()                      # the last row sums the paper-scale times
+    _check(res, "random_landscape", 1, ["rnnlab_models_s", "torch_models_s", "frac_peak", "mflop_per_model",
+                                        "paper_s", "paper_floor_s"])
+    case = res["cases"][0]
+    assert case["mflop_per_model"] > 0
+    assert case["paper_s"] == random_landscape.paper_draws() / max(case["rnnlab_models_s"], case["pinned_models_s"] or 0)
+    assert total["case"] == "sum over 1 cases" and "met" not in total
+    assert (total["paper_s"], total["paper_floor_s"]) == (case["paper_s"], case["paper_floor_s"]) and total["paper_floor_s"] > 0
 
 
 def test_reproduce_is_skipped_in_quick_mode():
