@@ -10,8 +10,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import (common, discrepancy, population_vs_one_by_one, random_landscape,  # noqa: E402
-                        reproduce_quick, train_engine, train_population)
+from benchmarks import (common, discrepancy, native_peer, population_vs_one_by_one,  # noqa: E402
+                        random_landscape, reproduce_quick, train_engine, train_population)
 from rnnlab import bench  # noqa: E402
 
 
@@ -206,3 +206,30 @@ def test_split_cells_equal_their_step(name):
     s = jnp.asarray(rng.normal(size=(c.state_mult * 4,)))
     x = jnp.asarray(rng.normal(size=(3,)))
     np.testing.assert_array_equal(np.asarray(c.step(p, s, x)), np.asarray(c.step_proj(p, s, c.input_proj(p, x))))
+
+
+@pytest.mark.skipif(native_peer.why_not() is not None, reason=f"native peer: {native_peer.why_not()}")
+def test_native_peer_computes_what_the_engine_computes(tmp_path):
+    """The C epoch the bench compares against is the engine's computation: one batch's gradient
+    equals JAX autodiff of rnnlab's model, and a 2-batch epoch ends at the lane epoch's parameters."""
+    so, _ = native_peer.build(str(tmp_path))
+    c = native_peer.checks(so)
+    assert c["check_batches"] == 2 and c["check_models"] == 16
+    assert c["grad_rel_err"] < 1e-5, c
+    assert c["params_max_diff"] < 1e-5, c          # one Adam step moves a parameter by up to 1e-3
+
+
+@pytest.mark.skipif(native_peer.why_not() is not None, reason=f"native peer: {native_peer.why_not()}")
+def test_native_peer_runs(tmp_path):
+    res = native_peer.run(isolate=False, models=16, n_train=64, reps=1)
+    _check(res, "native_peer", 1, ["old_s", "new_s", "native_s", "ratio_old", "ratio_new", "native_frac_peak"])
+    assert "met" not in res["cases"][0]                # the targets are the engine's, not the C epoch's
+    assert "native_peer" in bench.WORKLOADS
+
+
+def test_native_peer_rejects_what_it_cannot_train():
+    class Data:
+        tokens = np.zeros((40, 10), np.int32)          # not a whole number of batches of 32
+        targets = np.zeros((40, 10), np.int32)
+    with pytest.raises(ValueError, match="whole number of batches"):
+        native_peer._check_data(Data)

@@ -2,7 +2,8 @@
 otherwise run, one summary.
 
 Workloads (one script each in benchmarks/, also runnable alone): train_population,
-train_engine, population_vs_one_by_one, discrepancy,
+train_engine, native_peer (the engine vs a hand-written C epoch, where gcc and AVX-512 are
+present), population_vs_one_by_one, discrepancy,
 random_landscape, reproduce_quick. Each measures rnnlab and its baseline in the same process,
 interleaved, and its peak memory in fresh processes; see benchmarks/common.py for the rules.
 The summary is printed as tables and written to benchmarks/results/<timestamp>.json.
@@ -15,8 +16,8 @@ import time
 import traceback
 from pathlib import Path
 
-WORKLOADS = ("train_population", "train_engine", "population_vs_one_by_one", "discrepancy", "random_landscape",
-             "reproduce_quick")
+WORKLOADS = ("train_population", "train_engine", "native_peer", "population_vs_one_by_one", "discrepancy",
+             "random_landscape", "reproduce_quick")
 
 
 def benchmarks_dir() -> Path:
