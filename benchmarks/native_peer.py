@@ -16,7 +16,7 @@ Then it times, in one process, interleaved, medians of `reps`, one Mehta epoch o
 - old: the models-first epoch (RNNLAB_ENGINE=vmap), new: what rnnlab runs (auto), both through
   run_epoch in concurrent shards (benchmarks/train_engine.py's sides);
 - native: the C epoch on the same population, its blocks of 16 models on one thread per core
-  (ctypes releases the GIL), the batch orders drawn as the engine draws them
+  (ctypes releases the GIL), each block drawing its batch orders as the engine draws them
   (lanes.batch_orders) inside the timed call.
 
 The C epoch does less than the engine: GRU(4, 4) on First only (sizes compiled in), no masks,
@@ -129,21 +129,24 @@ class NativeEpoch:
         self.threads = threads or len(os.sched_getaffinity(0))
         self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="native-epoch")
 
-    def _orders(self) -> np.ndarray:
+    def _orders(self, i: int | None = None) -> np.ndarray:
+        """[M, nb, B] batch orders of this epoch (of block i's models only, if given)."""
         from rnnlab.engine import lanes
-        return lanes.batch_orders(self.keys, self.epoch, self.n, self.nb, BATCH, True)      # [M, nb, B]
+        keys = self.keys if i is None else self.keys[i * self.lanes:(i + 1) * self.lanes]
+        return lanes.batch_orders(keys, self.epoch, self.n, self.nb, BATCH, True)
 
     def _call(self, i: int, orders, nb: int, grad=None, update: bool = True) -> None:
+        """Block i's epoch; `orders` [M, nb, B] of all models, or None: block i draws its own."""
         L, ptr = self.lanes, (lambda a: a.ctypes.data_as(ctypes.c_void_p))
-        o = np.ascontiguousarray(orders[i * L:(i + 1) * L, :nb].transpose(1, 2, 0))          # [nb, B, L]
+        own = self._orders(i) if orders is None else orders[i * L:(i + 1) * L]
+        o = np.ascontiguousarray(own[:, :nb].transpose(1, 2, 0))                              # [nb, B, L]
         rc = self.fn(nb, ptr(self.tokens), ptr(self.labels), ptr(o), ptr(self.P[i]), ptr(self.m1[i]),
                      ptr(self.m2[i]), ptr(self.lr), self.step, None if grad is None else ptr(grad), int(update))
         if rc != 0:
             raise MemoryError("native epoch: its workspace could not be allocated")
 
     def __call__(self):
-        orders = self._orders()
-        list(self.pool.map(lambda i: self._call(i, orders, self.nb), range(len(self.P))))
+        list(self.pool.map(lambda i: self._call(i, None, self.nb), range(len(self.P))))
         self.step += self.nb
         return None
 
@@ -258,8 +261,8 @@ def run(quick: bool = False, isolate: bool = True, memory: bool = False, **overr
                       f"order; medians of {cfg['reps']} interleaved repetitions in one process",
                       "old = the models-first epoch (RNNLAB_ENGINE=vmap), new = what rnnlab runs (auto), both "
                       "through run_epoch in concurrent shards; C = benchmarks/native/gru_epoch.c (gcc -O3 "
-                      "-march=native), blocks of 16 models on one thread per core, batch orders drawn inside the "
-                      "timed call",
+                      "-march=native), blocks of 16 models on one thread per core, each block drawing its batch "
+                      "orders (lanes.batch_orders, NumPy) inside the timed call",
                       "of peak = useful GFLOP/s (train_engine's count: XLA's flops of a step forward and backward, "
                       "transcendentals as 1) / the best float32 1024^3 matmul of the same process (target 25%)",
                       "C grad rel err: one batch's gradient against JAX autodiff of rnnlab's model in float64 "

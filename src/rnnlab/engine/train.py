@@ -300,12 +300,17 @@ def run_epoch(spec, protocol: Protocol, hmax: int, n_batches: int, params, opt_s
     shards = n_shards(m) if shards is None else shards
     kind = engine_kind(spec, hmax, protocol.batch_size, full_length, models=-(-m // max(1, shards)))
     if kind in ("lanes", "ragged"):
-        orders = lanes.batch_orders(keys, epoch, int(data["tokens"].shape[0]), n_batches,
-                                    protocol.batch_size, protocol.shuffle)
+        n = int(data["tokens"].shape[0])
         fn = partial(lanes.lane_epoch if kind == "lanes" else ragged.ragged_epoch, spec, protocol, hmax,
                      n_batches, positions=positions, full_length=full_length)
-        return sharded(lambda p, o, mk, l, a, r: fn(p, o, mk, l, a, r, data), m, shards,
-                       (("m", params), ("m", opt_state), ("m", mask), ("m", lr), ("m", active), ("m", orders)),
+
+        def shard(p, o, mk, l, a, k):
+            # each shard draws its own models' batch orders (NumPy sorts, which release the GIL):
+            # the shards draw them at once, not one core while the others wait
+            r = lanes.batch_orders(k, epoch, n, n_batches, protocol.batch_size, protocol.shuffle)
+            return fn(p, o, mk, l, a, r, data)
+        return sharded(shard, m, shards,
+                       (("m", params), ("m", opt_state), ("m", mask), ("m", lr), ("m", active), ("m", keys)),
                        inactive=4)
     fn = partial(train_epoch, spec, protocol, hmax, n_batches, positions=positions, full_length=full_length)
     return sharded(lambda p, o, mk, l, a, k: fn(p, o, mk, l, a, k, epoch, data), m, shards,
