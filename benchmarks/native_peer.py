@@ -13,8 +13,8 @@ gcc or AVX-512), then checks it:
   population with the same batch orders (float32).
 Then it times, in one process, interleaved, medians of `reps`, one Mehta epoch of First
 (8000 sequences, batch 32, Adam 1e-3, each model its own batch order) of 96 GRU(4, 4):
-- old: the models-first epoch (RNNLAB_ENGINE=vmap), new: what rnnlab runs (auto), both through
-  run_epoch in concurrent shards (benchmarks/train_engine.py's sides);
+- old: the models-first epoch as before issue 17 (train_engine.models_first_epoch), new: what
+  rnnlab runs (run_epoch, auto), both in concurrent shards (benchmarks/train_engine.py's sides);
 - native: the C epoch on the same population, its blocks of 16 models on one thread per core
   (ctypes releases the GIL), each block drawing its batch orders as the engine draws them
   (lanes.batch_orders) inside the timed call.
@@ -218,7 +218,7 @@ def measure(models: int, n_train: int, reps: int) -> dict:
     so, gcc_s = build()
     check = checks(so)
     train = train_population._data(n_train)
-    old = train_engine.Epoch("vmap", CELL, E, H, models, train)
+    old = train_engine.Epoch("old", CELL, E, H, models, train)
     new = train_engine.Epoch("auto", CELL, E, H, models, train)
     native = NativeEpoch(so, old.inner.args[4], train, np.asarray(old.inner.args[9]))
     try:
@@ -259,8 +259,8 @@ def run(quick: bool = False, isolate: bool = True, memory: bool = False, **overr
                         ("params_max_diff", "C vs engine params"), ("gcc_s", "gcc s"), ("threads", "C threads")],
             "notes": [f"First, {cfg['n_train']} training sequences, batch 32, Adam 1e-3, each model its own batch "
                       f"order; medians of {cfg['reps']} interleaved repetitions in one process",
-                      "old = the models-first epoch (RNNLAB_ENGINE=vmap), new = what rnnlab runs (auto), both "
-                      "through run_epoch in concurrent shards; C = benchmarks/native/gru_epoch.c (gcc -O3 "
+                      "old = the models-first epoch as before issue 17, new = what rnnlab runs (run_epoch, auto), "
+                      "both in concurrent shards; C = benchmarks/native/gru_epoch.c (gcc -O3 "
                       "-march=native), blocks of 16 models on one thread per core, each block drawing its batch "
                       "orders (lanes.batch_orders, NumPy) inside the timed call",
                       "of peak = useful GFLOP/s (train_engine's count: XLA's flops of a step forward and backward, "

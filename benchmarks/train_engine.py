@@ -5,10 +5,11 @@ batch order) for a population of 96 models, for rnn-tanh and gru at input 4 and 
 and 16 (Mehta's grid spans hidden 2-16):
 
 - old: the models-first epoch (engine.train.train_epoch: ``vmap`` over the models, XLA's dot
-  kernels), which trained every population before the lane kernel; ``RNNLAB_ENGINE=vmap``
-  still forces it;
+  kernels, each model's batch order drawn inside it by jax.random.permutation), which trained
+  every population before issue 17 (:func:`models_first_epoch`);
 - new: what rnnlab runs (``RNNLAB_ENGINE=auto``: engine.lanes, the model axis on the vector
-  lanes, up to hidden 4; the models-first epoch above it, where it measured faster).
+  lanes, up to hidden 4; the models-first epoch above it, where it measured faster, with the
+  batch orders drawn by each shard in NumPy).
 
 Both run through ``engine.train.run_epoch`` (concurrent shards on a multi-core CPU),
 interleaved, in a fresh process per case (no persistent compilation cache: the first call
@@ -120,15 +121,33 @@ class Validation:
         return common.block(self.fn())
 
 
+def models_first_epoch(spec, protocol, hmax: int, n_batches: int, params, opt_state, mask, lr, active, keys,
+                       epoch, data, positions=None, full_length: bool = False, shards: int | None = None):
+    """The epoch every population trained with before issue 17 (old): run_epoch's models-first
+    path as it was, each model's batch order drawn inside the compiled epoch
+    (jax.random.permutation), in the same concurrent shards."""
+    from functools import partial
+    import numpy as np
+    from rnnlab.engine.train import n_shards, sharded, train_epoch
+    m = int(np.shape(lr)[0])
+    fn = partial(train_epoch, spec, protocol, hmax, n_batches, positions=positions, full_length=full_length)
+    return sharded(lambda p, o, mk, l, a, k: fn(p, o, mk, l, a, k, epoch, data), m,
+                   n_shards(m) if shards is None else shards,
+                   (("m", params), ("m", opt_state), ("m", mask), ("m", lr), ("m", active), ("m", keys)), inactive=4)
+
+
 class Epoch:
-    """One epoch of the population through run_epoch with RNNLAB_ENGINE=`engine`."""
+    """One epoch of the population: through run_epoch with RNNLAB_ENGINE=`engine`, or, for
+    engine "old", :func:`models_first_epoch`."""
 
     def __init__(self, engine: str, cell: str, E: int, H: int, models: int, train):
         from rnnlab.engine.train import engine_kind
-        self.engine = engine
+        self.engine = "vmap" if engine == "old" else engine
         self.inner = train_population.RnnlabEpoch(cell, E, H, models, train)
+        if engine == "old":
+            self.inner.fn = models_first_epoch
         a = self.inner.args
-        with _engine(engine):
+        with _engine(self.engine):
             self.kind = engine_kind(a[0], a[2], 32, self.inner.kw["full_length"],
                                     models=-(-models // max(1, self.inner.shards)))
 
@@ -156,11 +175,10 @@ def measure_case(cell: str, E: int, H: int, models: int, n_train: int, reps: int
     train = train_population._data(n_train)
     peak = random_landscape.peak_gflops()
     new_engine = os.environ.get("RNNLAB_ENGINE", "auto") or "auto"      # RNNLAB_ENGINE=lanes: lanes everywhere
-    sides = {"old": Epoch("vmap", cell, E, H, models, train), "new": Epoch(new_engine, cell, E, H, models, train)}
+    sides = {"old": Epoch("old", cell, E, H, models, train), "new": Epoch(new_engine, cell, E, H, models, train)}
     val = _val()
     vals = {"old_val": Validation("vmap", sides["old"], val, E), "new_val": Validation("prefix", sides["new"], val, E)}
     first = {k: common.timed(f)[1] for k, f in {**sides, **vals}.items()}          # cold compile + one call
-    same = sides["new"].kind == sides["old"].kind      # one program: the second first call is warm
     t = common.interleave({**sides, **vals}, reps)
     old, new = common.median(t["old"]["wall"]), common.median(t["new"]["wall"])
     old_v, new_v = common.median(t["old_val"]["wall"]), common.median(t["new_val"]["wall"])
@@ -173,7 +191,7 @@ def measure_case(cell: str, E: int, H: int, models: int, n_train: int, reps: int
             "model_epochs_per_s": models / new, "gflops": flops / new / 1e9, "peak_gflops": peak,
             "frac_peak": frac, "target_peak": TARGET_PEAK,
             "compile_old_s": max(first["old"] - old, 0.0),
-            "compile_new_s": max((first["old"] if same else first["new"]) - new, 0.0),
+            "compile_new_s": max(first["new"] - new, 0.0),
             "old_val_s": old_v, "new_val_s": new_v, "old_epval_s": old + old_v, "new_epval_s": new + new_v,
             "ratio_epval": (old + old_v) / (new + new_v),
             "compile_old_val_s": max(first["old_val"] - old_v, 0.0), "compile_new_val_s": max(first["new_val"] - new_v, 0.0),
@@ -208,13 +226,14 @@ def run(quick: bool = False, isolate: bool = True, memory: bool = True, **overri
             "notes": [f"First, {cfg['n_train']} training sequences, batch 32, Adam; {cfg['models']} models; medians "
                       f"of {cfg['reps']} interleaved repetitions; both through run_epoch (concurrent shards on a "
                       "multi-core CPU)",
-                      f"old = the models-first epoch (RNNLAB_ENGINE=vmap), new = RNNLAB_ENGINE={new}"
-                      + ("; above hidden 4 auto picks the models-first epoch too, so old/new there is ~1 by "
-                         "construction" if new == "auto" else ""),
+                      "old = the models-first epoch as before issue 17 (batch orders drawn inside it by "
+                      f"jax.random.permutation), new = RNNLAB_ENGINE={new}"
+                      + ("; above hidden 4 auto runs the models-first epoch too, with batch orders drawn in NumPy "
+                         "by each shard" if new == "auto" else ""),
                       "GFLOP/s = XLA's flop count (+ transcendentals) of one step forward and backward for a batch x "
                       "steps (+ the read-out's) x batches x models / the new epoch; peak = best float32 1024^3 matmul in the same process",
                       "compile s = first call - median epoch, in a fresh process without the compilation cache "
-                      "(cold; where new runs old's program, its compile is old's); the warm call costs one epoch",
+                      "(cold); the warm call costs one epoch",
                       "val s = one validation pass over First's 2000 validation sequences (old: population.evaluate, "
                       "new: the prefix kernel, engine.prefix); old/new ep+val = (old epoch + old val) / (new epoch + "
                       "new val), a whole epoch of the Mehta protocol"]}

@@ -109,12 +109,14 @@ def test_every_builtin_cell_that_lanes_trusts_passes_the_check(dtype):
                 assert lanes._check(model_spec("first", c, "torch", dtype), h), (c, h)
 
 
+@pytest.mark.parametrize("engine", ["lanes", "vmap"])
 @pytest.mark.parametrize("shards", [2, 3])
-def test_shards_draw_their_own_batch_orders_and_give_the_one_shard_epoch(monkeypatch, shards):
-    """run_epoch's lane shards each draw their own models' batch orders: the same epoch as one
-    shard (5 models, so the last shard is padded), and as the models-first epoch."""
+def test_shards_draw_their_own_batch_orders_and_give_the_one_shard_epoch(monkeypatch, shards, engine):
+    """run_epoch's shards each draw their own models' batch orders in NumPy (either kernel): the
+    same epoch as one shard (5 models, so the last shard is padded), and as the models-first
+    epoch drawing them inside itself (jax.random.permutation)."""
     from rnnlab.engine import model as mdl
-    monkeypatch.setenv("RNNLAB_ENGINE", "lanes")
+    monkeypatch.setenv("RNNLAB_ENGINE", engine)
     d = tasks.splits("first", 0, {"train": 64, "val": 8, "test": 8})["train"]
     with jax.enable_x64(True):
         spec = ModelSpec(cell="gru", dtype="float64")
@@ -123,7 +125,7 @@ def test_shards_draw_their_own_batch_orders_and_give_the_one_shard_epoch(monkeyp
         ep, opt, dev = tr.epoch_protocol(MEHTA), tr.init_opt_state(MEHTA, pop.params), tr.device_data(d, spec.jdtype)
         kw = dict(positions=mdl.scored_positions(d.target_mask), full_length=mdl.full_length(d.tokens, d.lengths))
         args = (spec, ep, pop.hmax, 2, pop.params, opt, pop.mask, jnp.full(5, 1e-2), jnp.ones(5, bool), keys, 2, dev)
-        assert tr.engine_kind(spec, pop.hmax, MEHTA.batch_size, kw["full_length"], models=5) == "lanes"
+        assert tr.engine_kind(spec, pop.hmax, MEHTA.batch_size, kw["full_length"], models=5) == engine
         one = tr.run_epoch(*args, shards=1, **kw)
         many = tr.run_epoch(*args, shards=shards, **kw)
         ref = tr.train_epoch(*args, **kw)
