@@ -6,6 +6,7 @@ say "fails". A rerun into the same folder reuses the finished run and the stored
 """
 import json
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -286,10 +287,11 @@ def test_word_rows_and_probe_work_for_other_cells(cell):
         assert np.allclose(w.wx_1, w[f"wx_{blk}_1"])
     meas = word_geometry.model_measures(w)
     assert len(meas) == 1 and np.isfinite(meas.stop_ratio).all()
-    params = state_trajectories.stacked_params(_frame(spec, p), [0])
-    toks = state_trajectories.make_probes("count", 0, 2, 30)["lone"][0]
-    out, h = state_trajectories.probe(spec, 2, params, toks)
-    assert out.shape == (1, 4, 30, 2) and h.shape == (1, 4, 30, 2)
+    with jax.enable_x64(True):                   # as the experiment runs them (float64 spec)
+        params = state_trajectories.stacked_params(_frame(spec, p), [0])
+        toks = state_trajectories.make_probes("count", 0, 2, 30)["lone"][0]
+        out, h = state_trajectories.probe(spec, 2, params, toks)
+    assert out.shape == (1, 4, 30, 2) and h.shape == (1, 4, 30, 2) and out.dtype == np.float64
 
 
 def _frame(spec, p):
