@@ -154,9 +154,9 @@ class NativeEpoch:
         """[n_params, M] float32."""
         return np.concatenate(self.P, axis=1)
 
-    def first_batch_grad(self) -> np.ndarray:
-        """[n_params, M]: the gradient of the first batch of this epoch's orders, no update."""
-        orders = self._orders()
+    def first_batch_grad(self, orders) -> np.ndarray:
+        """[n_params, M]: the gradient of the first batch of `orders` ([M, nb, B], this epoch's
+        from :meth:`_orders`), no update."""
         grads = [np.zeros_like(p) for p in self.P]
         for i, g in enumerate(grads):
             self._call(i, orders, 1, grad=g, update=False)
@@ -201,8 +201,9 @@ def checks(so: str, models: int = 16, n_train: int = 64) -> dict:
     params, keys = args[4], args[9]
     native = NativeEpoch(so, params, train, np.asarray(keys), threads=1)
     try:
-        g_c = native.first_batch_grad()
-        g_ref = reference_grad(params, train, native._orders())
+        orders = native._orders()
+        g_c = native.first_batch_grad(orders)
+        g_ref = reference_grad(params, train, orders)
         native()
     finally:
         native.close()
